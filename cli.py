@@ -1,0 +1,94 @@
+"""`iirg`: one command in front of every stage (ingest -> graph -> train/evaluate -> dashboard).
+
+    iirg build --dataset ml-100k --run runs/ml-100k      # ingest + relations + export
+    iirg cypher --run runs/ml-100k "MATCH (i:Item) RETURN count(i) AS n"
+    iirg --help                                           # every stage
+
+Each package registers its own subcommands (`<package>/commands.py: register(subparsers, common)`);
+this file owns what they share: the run directory, the store options and the environment. Only this
+file reads `sys.argv` and environment variables such as NEO4J_PASSWORD.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+
+from graph.rundir import RunPaths
+from graph.store import StoreConfig
+from ingest.errors import IirgError
+
+# Packages whose commands.py registers subcommands, in pipeline order. A package that is not
+# installed with its extra (e.g. train without torch) still registers: its commands import heavy
+# dependencies only when they run.
+COMMAND_MODULES = ["ingest.commands", "graph.commands", "train.commands", "dashboard.commands"]
+
+
+@dataclass
+class Context:
+    """What cli.py resolves for every command: the run folder and the store to use."""
+
+    run: RunPaths | None
+    store: StoreConfig | None
+    env: dict[str, str]
+
+
+def _common_parsers() -> dict[str, argparse.ArgumentParser]:
+    run = argparse.ArgumentParser(add_help=False)
+    run.add_argument("--run", required=True, help="run directory (created if missing), e.g. runs/ml-100k")
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--neo4j", metavar="URI", default=None,
+                       help="use Neo4j at this bolt:// or neo4j:// URI instead of the embedded store")
+    store.add_argument("--neo4j-user", default=None, help="Neo4j user (default: $NEO4J_USER or neo4j)")
+    store.add_argument("--neo4j-password", default=None, help="Neo4j password (default: $NEO4J_PASSWORD)")
+    store.add_argument("--neo4j-database", default=None, help="Neo4j database (default: server default)")
+    return {"run": run, "store": store}
+
+
+def store_config(args: argparse.Namespace, run: RunPaths | None) -> StoreConfig | None:
+    if getattr(args, "neo4j", None):
+        password = args.neo4j_password or os.environ.get("NEO4J_PASSWORD")
+        if not password:
+            raise IirgError("Neo4j needs a password: pass --neo4j-password or set NEO4J_PASSWORD")
+        return StoreConfig(backend="neo4j", uri=args.neo4j,
+                           user=args.neo4j_user or os.environ.get("NEO4J_USER", "neo4j"),
+                           password=password, database=args.neo4j_database)
+    if run is None:
+        return None
+    return StoreConfig(backend="embedded", path=run.store)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iirg",
+        description="Find and fix one-hop memorization in LLM recommenders with an item graph (IIRG).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Stages: ingest -> graph (build, cypher, export) -> analyze/baseline/report -> "
+               "data/train/evaluate -> dashboard. `iirg <command> --help` for each.")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    common = _common_parsers()
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = RunPaths.of(args.run) if getattr(args, "run", None) else None
+    try:
+        ctx = Context(run=run, store=store_config(args, run), env=dict(os.environ))
+        return int(args.handler(args, ctx) or 0)
+    except IirgError as error:
+        print(f"iirg {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""dashboard: Streamlit app to explore memorization paths, compare models and run read-only Cypher."""

@@ -1,0 +1,24 @@
+"""Errors of the whole project. Every error iirg raises on purpose subclasses `IirgError`."""
+
+from __future__ import annotations
+
+
+class IirgError(Exception):
+    """Base class: the CLI prints these as one clear line, without a stack trace."""
+
+
+class IngestError(IirgError):
+    """Bad input data. Names the file, the line (1-based, when the format has lines) and the field."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 field: str | None = None):
+        self.file, self.line, self.field = file, line, field
+        where = ":".join(str(p) for p in (file, line) if p is not None)
+        parts = [where] if where else []
+        if field:
+            parts.append(f"field {field!r}")
+        super().__init__(f"{' '.join(parts)}: {message}" if parts else message)
+
+
+class DatasetNotFound(IirgError):
+    """A registered dataset is not on disk; the message says what to download and where to put it."""

@@ -1,0 +1,1 @@
+"""train: evaluation, memorization analysis, baselines and IIRG LoRA fine-tuning (reads from graph)."""
