@@ -3,7 +3,7 @@
     runs/<name>/
       config.json            resolved configs of every stage run here, plus the git commit
       dataset/               canonical dataset (ingest.schema.Dataset.save)
-      graph.lbdb             embedded LadybugDB store (absent when the run uses Neo4j)
+      store/graph.lbdb       embedded LadybugDB store (+ its .wal; absent when the run uses Neo4j)
       export/                relations + dataset as Parquet/JSONL with manifest.json (graph.export)
       analysis/              segments per evaluated user (train.segments)
       models/<model>/        one folder per evaluated model: recommendations.parquet, metrics.json
@@ -33,8 +33,13 @@ class RunPaths:
         return self.root / "dataset"
 
     @property
+    def store_dir(self) -> Path:
+        """The embedded store's folder, swapped in whole on a rebuild (the database has a .wal beside it)."""
+        return self.root / "store"
+
+    @property
     def store(self) -> Path:
-        return self.root / "graph.lbdb"
+        return self.store_dir / "graph.lbdb"
 
     @property
     def export(self) -> Path:

