@@ -295,8 +295,7 @@ def build_run(run: "RunPaths", dataset: Dataset, store_config: "StoreConfig", co
     else:
         with open_store(store_config) as store:
             relations, report = build_graph(dataset, store, config, progress)
-    params = {**config.to_dict(), "splits": config.splits}
-    params.pop("cache_dir")
+    params = config.relation_params()
     manifest = write_export(run.export, dataset, popularity=relations.popularity,
                             next_edges=relations.next, collab=relations.collab, similar=relations.similar,
                             params=params, backend=store_config.describe())

@@ -1,7 +1,175 @@
-"""`iirg` subcommands of the graph stage (registered by cli.py)."""
+"""`iirg build | export | cypher`: the graph stage's subcommands (registered by cli.py).
+
+    iirg build --dataset ml-100k --run runs/ml-100k            # ingest -> relations -> export
+    iirg build --run runs/ml-100k --include-valid              # rebuild from the run's dataset
+    iirg export --run runs/ml-100k                              # re-export from the store
+    iirg cypher --run runs/ml-100k "MATCH (i:Item) RETURN i.title LIMIT 5" --format csv
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import time
+from dataclasses import fields
+
+from graph.config import GraphConfig
+from graph.errors import GraphError
+
+
+def _add_graph_options(parser: argparse.ArgumentParser) -> None:
+    defaults = {f.name: f for f in fields(GraphConfig)}
+
+    def help_of(name: str) -> str:
+        f = defaults[name]
+        default = f.default if f.default is not f.default_factory else None  # type: ignore[misc]
+        return f"{f.metadata['help']} (default: {default})"
+
+    parser.add_argument("--window", type=int, default=GraphConfig.window, help=help_of("window"))
+    parser.add_argument("--k", dest="collab_k", type=int, default=GraphConfig.collab_k, help=help_of("collab_k"))
+    parser.add_argument("--semantic-k", type=int, default=GraphConfig.semantic_k, help=help_of("semantic_k"))
+    parser.add_argument("--no-semantic", dest="semantic", action="store_false", help="skip SIMILAR edges and the back-fill")
+    parser.add_argument("--embed-model", default=GraphConfig.embed_model, help=help_of("embed_model"))
+    parser.add_argument("--embed-batch-size", type=int, default=GraphConfig.embed_batch_size,
+                        help=help_of("embed_batch_size"))
+    parser.add_argument("--include-valid", action="store_true", help=help_of("include_valid"))
+    parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: ~/.cache/iirg)")
+
 
 def register(sub, common) -> None:
-    """Add this stage's subcommands to the `iirg` parser; `common` holds shared parent parsers."""
+    build = sub.add_parser(
+        "build", parents=[common["run"], common["store"]],
+        help="ingest a dataset, build NEXT/COLLAB/SIMILAR relations with Cypher, export them",
+        description="Ingest -> relations -> export into the run folder. Without --dataset, rebuilds "
+                    "from the dataset already ingested in the run folder.")
+    build.add_argument("--dataset", help="registered name (ml-100k, amazon-office, yelp, ...) or a path")
+    build.add_argument("--format", default="auto", choices=["auto", "movielens", "lcrec", "p5", "amazon", "csv"],
+                       help="input format (default: from the registry or detected from the files)")
+    build.add_argument("--data-dir", default=None, help="datasets folder (default: $IIRG_DATA_DIR or ../shared/data)")
+    build.add_argument("--strict", action="store_true", help="fail on the first bad record instead of skipping it")
+    build.add_argument("--min-interactions", type=int, default=0, help="k-core filter (default: 0 = off)")
+    _add_graph_options(build)
+    build.set_defaults(handler=run_build)
+
+    export = sub.add_parser("export", parents=[common["run"], common["store"]],
+                            help="write the graph's relations and the dataset to <run>/export")
+    export.set_defaults(handler=run_export)
+
+    cypher = sub.add_parser(
+        "cypher", parents=[common["run"], common["store"]],
+        help="run a read-only Cypher query against the run's graph",
+        description="Writes (CREATE, MERGE, SET, DELETE, ...), file and server access (COPY TO, LOAD CSV, "
+                    "INSTALL, ATTACH, admin procedures) are refused; the store is opened read-only.")
+    cypher.add_argument("query", help="the Cypher query (values as $parameters)")
+    cypher.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="query parameter; VALUE is parsed as JSON when it can be (repeatable)")
+    cypher.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    cypher.add_argument("--limit", type=int, default=1000, help="at most this many rows (default: 1000)")
+    cypher.add_argument("--timeout", type=float, default=30.0, help="seconds before the query is stopped")
+    cypher.set_defaults(handler=run_cypher)
+
+
+def _graph_config(args) -> GraphConfig:
+    values = {"window": args.window, "collab_k": args.collab_k, "semantic_k": args.semantic_k,
+              "semantic": args.semantic, "embed_model": args.embed_model,
+              "embed_batch_size": args.embed_batch_size, "include_valid": args.include_valid}
+    if args.cache_dir:
+        values["cache_dir"] = args.cache_dir
+    try:
+        return GraphConfig(**values)
+    except ValueError as e:
+        raise GraphError(str(e)) from e
+
+
+def run_build(args, ctx) -> int:
+    from rich.console import Console
+
+    from graph.build import build_run
+    from ingest import IngestConfig, load_dataset
+    from ingest.schema import Dataset
+
+    console = Console()
+    config = _graph_config(args)
+    start = time.perf_counter()
+    if args.dataset:
+        ingest_config = IngestConfig(dataset=args.dataset, format=args.format,
+                                     data_dir=args.data_dir or ctx.env.get("IIRG_DATA_DIR"),
+                                     strict=args.strict, min_interactions=args.min_interactions)
+        dataset = load_dataset(ingest_config)
+        dataset.save(ctx.run.dataset)
+        ctx.run.record_config("ingest", ingest_config.to_dict())
+    elif (ctx.run.dataset / "dataset.json").exists():
+        dataset = Dataset.load(ctx.run.dataset)
+    else:
+        raise GraphError(f"{ctx.run.root} has no ingested dataset: pass --dataset")
+    ingest_seconds = time.perf_counter() - start
+    manifest, report = build_run(ctx.run, dataset, ctx.store, config)
+    ctx.run.record_config("graph", {**config.to_dict(), "store": ctx.store.describe()})
+    (ctx.run.root / "build_report.json").write_text(json.dumps(
+        {"ingest_seconds": round(ingest_seconds, 3), **report.to_dict()}, indent=2))
+    print_build_summary(console, dataset, manifest, report, ctx, ingest_seconds)
+    return 0
+
+
+def print_build_summary(console, dataset, manifest, report, ctx, ingest_seconds: float) -> None:
+    from rich.table import Table
+
+    stats = dataset.stats()
+    table = Table(title=f"iirg build: {dataset.name} -> {ctx.store.describe()}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for key in ("users", "items", "interactions"):
+        table.add_row(key, f"{stats[key]:,}")
+    table.add_row("train / valid / test", " / ".join(f"{stats['splits'][s]:,}" for s in ("train", "valid", "test")))
+    table.add_row("skipped input records", f"{stats['skipped_records']:,}")
+    counts = manifest["counts"]
+    table.add_row("NEXT edges (one-hop transitions)", f"{counts['next']:,}")
+    table.add_row("COLLAB edges (of which semantic back-fill)",
+                  f"{counts['collab']:,} ({counts['collab_backfilled']:,})")
+    table.add_row("SIMILAR edges", f"{counts['similar']:,}")
+    params = manifest["params"]
+    table.add_row("window / k / semantic k", f"{params['window']} / {params['k']} / {params['semantic_k']}")
+    table.add_row("relations built from", " + ".join(params["splits"]))
+    seconds = {"ingest": round(ingest_seconds, 2), **report.seconds}
+    table.add_row("seconds per stage", ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()))
+    if report.embedding:
+        e = report.embedding
+        rate = f", {e.items_per_s:.0f} items/s" if e.items_per_s else " (all from cache)"
+        table.add_row("embedded texts", f"{e.embedded:,} of {e.items:,}{rate}")
+    table.add_row("export", str(ctx.run.export))
+    console.print(table)
+
+
+def run_export(args, ctx) -> int:
+    from graph.build import read_relations
+    from graph.export import write_export
+    from graph.store import open_store
+    from ingest.schema import Dataset
+
+    if not (ctx.run.dataset / "dataset.json").exists():
+        raise GraphError(f"{ctx.run.root} has no ingested dataset: run `iirg build` first")
+    dataset = Dataset.load(ctx.run.dataset)
+    with open_store(ctx.store, read_only=True) as store:
+        relations = read_relations(store)
+    config_path = ctx.run.root / "config.json"
+    recorded = json.loads(config_path.read_text()).get("graph") if config_path.exists() else None
+    if not recorded:
+        raise GraphError(f"{config_path} does not say how the graph was built: run `iirg build`")
+    recorded = {k: v for k, v in recorded.items() if k != "store"}
+    params = GraphConfig(**recorded).relation_params()
+    manifest = write_export(ctx.run.export, dataset, popularity=relations.popularity,
+                            next_edges=relations.next, collab=relations.collab, similar=relations.similar,
+                            params=params, backend=ctx.store.describe())
+    print(f"exported {json.dumps(manifest['counts'])} to {ctx.run.export}")
+    return 0
+
+
+def run_cypher(args, ctx) -> int:
+    from graph.console import format_result, parse_params, run_read_query
+
+    result = run_read_query(ctx.store, args.query, parse_params(args.param), row_limit=args.limit,
+                            timeout_s=args.timeout)
+    print(format_result(result.frame, args.format))
+    if result.truncated:
+        print(f"(first {args.limit} rows shown; raise --limit for more)")
+    return 0

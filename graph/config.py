@@ -51,6 +51,13 @@ class GraphConfig:
     def split_scope(self) -> str:
         return "+".join(self.splits)
 
+    def relation_params(self) -> dict:
+        """What the export manifest records about how the relations were made."""
+        return {"window": self.window, "k": self.collab_k, "semantic_k": self.semantic_k,
+                "model": self.embed_model if self.semantic else None, "semantic": self.semantic,
+                "description_chars": self.description_chars, "include_valid": self.include_valid,
+                "splits": self.splits}
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["cache_dir"] = str(self.cache_dir)
