@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# The machine is offline: fail fast instead of waiting on the Hugging Face hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 
 
