@@ -92,7 +92,8 @@ def _item_rows(dataset: Dataset, embeddings: np.ndarray | None) -> pd.DataFrame:
     return items[columns]
 
 
-def load_dataset(store: GraphStore, dataset: Dataset, embeddings: np.ndarray | None = None) -> None:
+def load_dataset(store: GraphStore, dataset: Dataset, embeddings: np.ndarray | None = None,
+                 dialect: str = "ladybug") -> None:
     """Create the schema and load users, items (with their text embeddings) and interactions.
 
     Embeddings travel with the item rows: setting 384 floats per item afterwards, row by row through
@@ -101,7 +102,7 @@ def load_dataset(store: GraphStore, dataset: Dataset, embeddings: np.ndarray | N
     items = _item_rows(dataset, embeddings)
     users = pd.DataFrame({"id": dataset.interactions["user_id"].drop_duplicates().to_numpy()})
     inter = dataset.interactions
-    if store.dialect == "ladybug":
+    if dialect == "ladybug":
         for query in Q.SCHEMA_QUERIES_LADYBUG:
             store.run(query)
         # No transaction needed: the embedded graph is built in a fresh folder swapped in at the end.
@@ -112,19 +113,17 @@ def load_dataset(store: GraphStore, dataset: Dataset, embeddings: np.ndarray | N
             "pos": inter["pos"].to_numpy(), "ts": pa.array(inter["ts"], type=pa.int64()),
             "split": inter["split"].to_numpy()}))
         return
-    for query in Q.SCHEMA_QUERIES_NEO4J:
-        store.run(query)
+    # Neo4j: `store` is the open transaction of build_graph (schema DDL ran before it).
     rows = inter.astype({"ts": object}).where(inter.notna(), None)
-    with store.transaction():
-        store.run(Q.DELETE_STALE_USERS_QUERY_NEO4J, {"ids": users["id"].tolist()})
-        store.run(Q.DELETE_STALE_ITEMS_QUERY_NEO4J, {"ids": items["id"].tolist()})
-        store.run(Q.DELETE_INTERACTIONS_QUERY_NEO4J)
-        if "embedding" in items:
-            items["embedding"] = items["embedding"].map(lambda v: v.tolist())
-        store.write_batch(Q.MERGE_ITEMS_QUERY_NEO4J, items.to_dict("records"), batch_size=1000)
-        store.write_batch(Q.MERGE_USERS_QUERY_NEO4J, users.to_dict("records"))
-        store.write_batch(Q.CREATE_INTERACTIONS_QUERY_NEO4J,
-                          rows[["user_id", "item_id", "pos", "ts", "split"]].to_dict("records"))
+    store.run(Q.DELETE_STALE_USERS_QUERY_NEO4J, {"ids": users["id"].tolist()})
+    store.run(Q.DELETE_STALE_ITEMS_QUERY_NEO4J, {"ids": items["id"].tolist()})
+    store.run(Q.DELETE_INTERACTIONS_QUERY_NEO4J)
+    if "embedding" in items:
+        items["embedding"] = items["embedding"].map(lambda v: v.tolist())
+    store.write_batch(Q.MERGE_ITEMS_QUERY_NEO4J, items.to_dict("records"), batch_size=1000)
+    store.write_batch(Q.MERGE_USERS_QUERY_NEO4J, users.to_dict("records"))
+    store.write_batch(Q.CREATE_INTERACTIONS_QUERY_NEO4J,
+                      rows[["user_id", "item_id", "pos", "ts", "split"]].to_dict("records"))
 
 
 # -- relation selection (pure functions over what Cypher returned) ----------------------------------
@@ -164,8 +163,17 @@ def select_backfill(candidates: pd.DataFrame, top: pd.DataFrame, item_ids: list[
 
 
 # -- writing relations ------------------------------------------------------------------------------
-def _write_edges(store: GraphStore, table: str, query: str, frame: pd.DataFrame, src: str, dst: str) -> None:
-    if store.dialect == "ladybug":
+def _frame(store: GraphStore, query: str, params: dict, columns: list[str]) -> pd.DataFrame:
+    """Rows of a read as a DataFrame with known columns (also when there are none). The embedded
+    store hands over a DataFrame directly; a Neo4j transaction gives records."""
+    if hasattr(store, "run_df"):
+        return store.run_df(query, params)[columns]
+    return pd.DataFrame(store.run(query, params), columns=columns)
+
+
+def _write_edges(store: GraphStore, dialect: str, table: str, query: str, frame: pd.DataFrame,
+                 src: str, dst: str) -> None:
+    if dialect == "ladybug":
         cols = [c for c in frame.columns if c not in (src, dst)]
         data = pa.Table.from_pandas(frame[[src, dst, *cols]], preserve_index=False)
         store.copy_from(table, data, None)
@@ -174,8 +182,9 @@ def _write_edges(store: GraphStore, table: str, query: str, frame: pd.DataFrame,
     store.write_batch(query, rows)
 
 
-def build_relations(store: GraphStore, dataset: Dataset, config: GraphConfig, report: BuildReport,
-                    bar: tqdm, embeddings: np.ndarray | None = None, progress: bool = True) -> Relations:
+def build_relations(store: GraphStore, dialect: str, dataset: Dataset, config: GraphConfig,
+                    report: BuildReport, bar: tqdm, embeddings: np.ndarray | None = None,
+                    progress: bool = True) -> Relations:
     params = {"splits": config.splits, "window": config.window}
     order = pd.Series(np.arange(len(dataset.items)), index=dataset.items["item_id"])
 
@@ -183,23 +192,23 @@ def build_relations(store: GraphStore, dataset: Dataset, config: GraphConfig, re
         store.run(Q.DELETE_RELATION_QUERIES[name])
 
     with report.stage("popularity", bar):
-        pop = store.run_df(Q.POPULARITY_QUERY, params)
+        pop = _frame(store, Q.POPULARITY_QUERY, params, ["item_id", "popularity"])
         popularity = pd.Series(pop["popularity"].to_numpy(dtype=np.int64), index=pop["item_id"].to_numpy())
         store.write_batch(Q.SET_POPULARITY_QUERY, pop.to_dict("records"), batch_size=20000)
 
     with report.stage("next", bar):
-        next_edges = store.run_df(Q.TRANSITIONS_QUERY, params)
+        next_edges = _frame(store, Q.TRANSITIONS_QUERY, params, ["src_item_id", "dst_item_id", "count"])
         next_edges = next_edges.sort_values(["src_item_id", "dst_item_id"], ignore_index=True)
         next_edges["count"] = next_edges["count"].astype(np.int64)
         next_edges["split_scope"] = config.split_scope
-        _write_edges(store, "NEXT", Q.CREATE_NEXT_QUERY, next_edges, "src_item_id", "dst_item_id")
+        _write_edges(store, dialect, "NEXT", Q.CREATE_NEXT_QUERY, next_edges, "src_item_id", "dst_item_id")
 
     with report.stage("cooccur", bar):
-        cooccur = store.run_df(Q.COOCCURRENCE_QUERY, params)
+        cooccur = _frame(store, Q.COOCCURRENCE_QUERY, params, ["item_id", "neighbor_id", "count", "hop"])
         report.counts["cooccur_pairs"] = len(cooccur)
         top = select_top_collab(cooccur, popularity, order, config.collab_k)
         top["hop"] = top["hop"].astype("Int64")
-        _write_edges(store, "COLLAB", Q.CREATE_COLLAB_QUERY,
+        _write_edges(store, dialect, "COLLAB", Q.CREATE_COLLAB_QUERY,
                      top.assign(window=config.window, k=config.collab_k, split_scope=config.split_scope),
                      "item_id", "neighbor_id")
 
@@ -215,16 +224,17 @@ def build_relations(store: GraphStore, dataset: Dataset, config: GraphConfig, re
                 "item_id": np.repeat(ids, kk), "neighbor_id": ids[neighbours.ravel()],
                 "rank": np.tile(np.arange(1, kk + 1, dtype=np.int64), len(ids)),
                 "score": scores.ravel().astype(np.float64)})
-            _write_edges(store, "SIMILAR", Q.CREATE_SIMILAR_QUERY,
+            _write_edges(store, dialect, "SIMILAR", Q.CREATE_SIMILAR_QUERY,
                          similar.assign(model=config.embed_model, k=config.semantic_k),
                          "item_id", "neighbor_id")
 
         with report.stage("backfill", bar):
             have = top.groupby("item_id").size()
             short = [i for i in dataset.items["item_id"] if have.get(i, 0) < config.collab_k]
-            candidates = store.run_df(Q.BACKFILL_CANDIDATES_QUERY, {"item_ids": short})
+            candidates = _frame(store, Q.BACKFILL_CANDIDATES_QUERY, {"item_ids": short},
+                                ["item_id", "neighbor_id", "via_item_id", "similar_rank", "collab_rank"])
             backfill = select_backfill(candidates, top, short, config.collab_k)
-            _write_edges(store, "COLLAB", Q.CREATE_COLLAB_QUERY,
+            _write_edges(store, dialect, "COLLAB", Q.CREATE_COLLAB_QUERY,
                          backfill.assign(window=config.window, k=config.collab_k,
                                          split_scope=config.split_scope),
                          "item_id", "neighbor_id")
@@ -248,9 +258,18 @@ def build_graph(dataset: Dataset, store: GraphStore, config: GraphConfig,
                 texts = item_texts(dataset.items, config.description_chars)
                 embeddings, report.embedding = embed_items(texts, config.embed_model, config.cache_dir,
                                                            config.embed_batch_size, progress)
-        with report.stage("load", bar):
-            load_dataset(store, dataset, embeddings)
-        relations = build_relations(store, dataset, config, report, bar, embeddings, progress)
+        if store.dialect == "ladybug":
+            # Built in a fresh database that build_run swaps in whole: no transaction needed.
+            with report.stage("load", bar):
+                load_dataset(store, dataset, embeddings, "ladybug")
+            relations = build_relations(store, "ladybug", dataset, config, report, bar, embeddings, progress)
+        else:
+            for query in Q.SCHEMA_QUERIES_NEO4J:  # schema changes cannot share a data transaction
+                store.run(query)
+            with store.transaction() as tx:  # all or nothing: a failed rebuild keeps the old graph
+                with report.stage("load", bar):
+                    load_dataset(tx, dataset, embeddings, "neo4j")
+                relations = build_relations(tx, "neo4j", dataset, config, report, bar, embeddings, progress)
     report.counts.update({"users": int(dataset.interactions["user_id"].nunique()),
                           "items": len(dataset.items), "interactions": len(dataset.interactions)})
     return relations, report
