@@ -1,0 +1,135 @@
+"""Benchmark: the embedded graph build on real data, next to a plain-Python IIRG reference.
+
+    .venv/bin/python bench/bench_build.py                    # ml-100k and yelp
+    .venv/bin/python bench/bench_build.py --datasets yelp --reference bench/results/last.json
+
+For each dataset, in a fresh subprocess (so peak memory is that build's own):
+  ingest rows/s, seconds per build stage, peak RSS, first-time embedding throughput (items/s, with an
+  empty cache), a rebuild with the warm cache (must embed nothing), and the plain-Python reference
+  (graph/reference.py: transitions + co-occurrence + top-k + back-fill) on the same sequences.
+Prints one table; "ratio" columns compare with a reference run saved by an earlier --save.
+Targets (2-core machine): Yelp build without the embedding forward passes < 30 s and < 2 GB peak;
+the Cypher collaborative stage no slower than the plain-Python reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("IIRG_DATA_DIR", REPO.parent / "shared" / "data"))
+DATASETS = {"ml-100k": "ml-100k", "office": "amazon-office", "yelp": "yelp"}
+
+
+def measure(name: str) -> dict:
+    """Runs in a child process: one dataset, all numbers."""
+    sys.path.insert(0, str(REPO))
+    from graph import reference
+    from graph.build import build_run
+    from graph.config import GraphConfig
+    from graph.rundir import RunPaths
+    from graph.store import StoreConfig
+    from ingest import IngestConfig, load_dataset
+
+    out: dict = {"dataset": name}
+    start = time.perf_counter()
+    dataset = load_dataset(IngestConfig(dataset=DATASETS[name], data_dir=str(DATA), progress=False))
+    out["ingest_s"] = time.perf_counter() - start
+    out["interactions"] = len(dataset.interactions)
+    out["ingest_rows_per_s"] = out["interactions"] / out["ingest_s"]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = RunPaths.of(Path(tmp) / "run")
+        config = GraphConfig(cache_dir=Path(tmp) / "cache")  # empty cache: measures embedding speed
+        _, cold = build_run(run, dataset, StoreConfig(path=run.store), config, progress=False)
+        _, warm = build_run(run, dataset, StoreConfig(path=run.store), config, progress=False)
+    out["embed_items_per_s"] = cold.embedding.items_per_s
+    out["embed_forward_s"] = cold.embedding.seconds
+    out["rebuild_embedded"] = warm.embedding.embedded
+    out["stages_s"] = warm.seconds  # warm cache: the build without forward passes
+    out["build_s"] = sum(warm.seconds.values())
+    out["cypher_collab_s"] = warm.seconds["cooccur"] + warm.seconds.get("backfill", 0.0)
+
+    sequences = list(dataset.sequences(tuple(config.splits)).values())
+    start = time.perf_counter()
+    reference.transitions(sequences)
+    out["python_next_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    reference.collaborative_neighbours(sequences, dataset.items["item_id"].tolist(), config.window,
+                                       config.collab_k, similar={})
+    out["python_collab_s"] = time.perf_counter() - start
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["ml-100k", "yelp"], choices=list(DATASETS))
+    parser.add_argument("--reference", type=Path, help="earlier results JSON to compare with (ratio columns)")
+    parser.add_argument("--save", type=Path, default=REPO / "bench" / "results" / "build.json")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child)))
+        return
+    if not DATA.is_dir():
+        sys.exit(f"no data at {DATA}: set IIRG_DATA_DIR to the shared data folder")
+
+    results = {}
+    for name in args.datasets:
+        child = subprocess.run([sys.executable, __file__, "--child", name], capture_output=True, text=True,
+                               check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        results[name] = json.loads(child.stdout.strip().splitlines()[-1])
+    before = json.loads(args.reference.read_text()) if args.reference and args.reference.exists() else {}
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="iirg build benchmark (embedded LadybugDB, warm embedding cache)")
+    for col in ("metric", *args.datasets):
+        table.add_column(col, justify="right")
+    rows = [("interactions", "interactions", "{:,.0f}"), ("ingest rows/s", "ingest_rows_per_s", "{:,.0f}"),
+            *[(f"stage {s} s", ("stages_s", s), "{:.2f}") for s in
+              ("load", "popularity", "next", "cooccur", "semantic", "backfill")],
+            ("build total s (no forward passes)", "build_s", "{:.2f}"),
+            ("Cypher collaborative s (cooccur+backfill)", "cypher_collab_s", "{:.2f}"),
+            ("plain-Python collaborative s", "python_collab_s", "{:.2f}"),
+            ("plain-Python / Cypher collaborative", None, "{:.2f}x"),
+            ("peak RSS MB", "peak_rss_mb", "{:,.0f}"),
+            ("embedding items/s (cold cache)", "embed_items_per_s", "{:,.0f}"),
+            ("texts re-embedded on rebuild", "rebuild_embedded", "{:,.0f}")]
+
+    def value(result: dict, key):
+        if key is None:
+            return result["python_collab_s"] / result["cypher_collab_s"]
+        if isinstance(key, tuple):
+            return result[key[0]].get(key[1], float("nan"))
+        return result[key]
+
+    for label, key, fmt in rows:
+        cells = []
+        for name in args.datasets:
+            now = value(results[name], key)
+            cell = fmt.format(now) if now is not None else "-"
+            if name in before and now:
+                old = value(before[name], key)
+                if old:
+                    cell += f" ({now / old:.2f}x ref)"
+            cells.append(cell)
+        table.add_row(label, *cells)
+    Console().print(table)
+    args.save.parent.mkdir(parents=True, exist_ok=True)
+    args.save.write_text(json.dumps(results, indent=2))
+    print(f"saved {args.save}")
+
+
+if __name__ == "__main__":
+    main()
