@@ -22,3 +22,7 @@ class IngestError(IirgError):
 
 class DatasetNotFound(IirgError):
     """A registered dataset is not on disk; the message says what to download and where to put it."""
+
+
+class ConfigError(IirgError, ValueError):
+    """An invalid option value or combination (raised by config dataclasses' __post_init__)."""

@@ -63,11 +63,17 @@ class IngestReport:
         if len(shown) < MAX_EXAMPLES:
             shown.append(str(error))
 
-    def bulk(self, kind: str, count: int, examples: list[str]) -> None:
-        """Record `count` bad records found by a vectorized check (examples already formatted)."""
+    def bulk(self, kind: str, count: int, examples: list[str], *, first: IngestError | None = None) -> None:
+        """Record `count` bad records found by a vectorized check (examples already formatted).
+
+        In strict mode raise `first` (the first bad record, with its file, line and field) when
+        given, else a summary error.
+        """
         if count == 0:
             return
         if self.strict:
+            if first is not None:
+                raise first
             raise IngestError(f"{count} bad records ({kind}); first: {examples[0]}")
         self.counts[kind] = self.counts.get(kind, 0) + count
         shown = self.examples.setdefault(kind, [])
@@ -80,6 +86,16 @@ class IngestReport:
     def to_dict(self) -> dict:
         return {"strict": self.strict, "skipped": self.skipped, "counts": self.counts,
                 "examples": self.examples}
+
+
+@dataclass
+class RawData:
+    """What a loader returns: the frames `build_dataset` takes, the files read and the choices made."""
+
+    items: pd.DataFrame
+    interactions: pd.DataFrame
+    files: list[Path]
+    options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -213,6 +229,24 @@ def label_splits(n: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return split
 
 
+def _report_rows(report: IngestReport, kind: str, bad: pd.DataFrame, field: str, describe) -> None:
+    """Report rows of a frame that carry their origin as `where` ("file:line") or `file` + `line`."""
+    head = bad.head(MAX_EXAMPLES)
+    errors = []
+    for index, value in zip(head.index, head[field]):
+        file, line = None, None
+        if "where" in head:
+            file, _, line_text = str(head.at[index, "where"]).rpartition(":")
+            file, line = (file, int(line_text)) if line_text.isdigit() else (str(head.at[index, "where"]), None)
+        else:
+            if "file" in head:
+                file = str(head.at[index, "file"])
+            if "line" in head and not pd.isna(head.at[index, "line"]):
+                line = int(head.at[index, "line"])
+        errors.append(IngestError(describe(value), file=file, line=line, field=field))
+    report.bulk(kind, len(bad), [str(e) for e in errors], first=errors[0])
+
+
 def build_dataset(name: str, items: pd.DataFrame, interactions: pd.DataFrame, report: IngestReport,
                   *, source: dict, min_interactions: int = 0) -> Dataset:
     """Turn loader output into a canonical `Dataset`.
@@ -220,7 +254,9 @@ def build_dataset(name: str, items: pd.DataFrame, interactions: pd.DataFrame, re
     Args:
         items: item_id, raw_title and optionally description, categories (list), brand, attributes.
         interactions: user_id, item_id, optional ts / rating, and `order`: the row's position in the
-            source, used to break timestamp ties (and as the only order when there is no ts).
+            source, used to break timestamp ties (and as the only order when there is no ts; row
+            order when absent). Optional `where` ("file:line") or `file` + `line` columns locate
+            rows in error examples; items may carry them too (duplicate ids are reported).
         min_interactions: k for optional k-core filtering (0 = keep everything).
 
     Raises:
@@ -234,7 +270,11 @@ def build_dataset(name: str, items: pd.DataFrame, interactions: pd.DataFrame, re
     if "categories" not in items:
         items["categories"] = [[] for _ in range(len(items))]
     items["item_id"] = items["item_id"].astype(str)
-    items = items.drop_duplicates("item_id", keep="first")
+    repeated = items["item_id"].duplicated(keep="first")
+    if repeated.any():
+        _report_rows(report, "duplicate_item", items[repeated], "item_id",
+                     lambda iid: f"item id {iid!r} listed again; the first entry is kept")
+        items = items[~repeated]
     items["description"] = items["description"].map(clean_text)
     items["brand"] = items["brand"].map(clean_text)
     items["categories"] = items["categories"].map(
@@ -245,13 +285,12 @@ def build_dataset(name: str, items: pd.DataFrame, interactions: pd.DataFrame, re
     inter = interactions.copy()
     inter["user_id"] = inter["user_id"].astype(str)
     inter["item_id"] = inter["item_id"].astype(str)
+    if "order" not in inter:
+        inter["order"] = np.arange(len(inter), dtype=np.int64)
     unknown = ~inter["item_id"].isin(items["item_id"])
     if unknown.any():
-        bad = inter[unknown]
-        examples = [f"{src}: unknown item id {iid!r} (field 'item_id')"
-                    for src, iid in zip(bad.get("where", pd.Series(["?"] * len(bad))).head(MAX_EXAMPLES),
-                                        bad["item_id"].head(MAX_EXAMPLES))]
-        report.bulk("unknown_item", int(unknown.sum()), examples)
+        _report_rows(report, "unknown_item", inter[unknown], "item_id",
+                     lambda iid: f"unknown item id {iid!r} (not in the item file)")
         inter = inter[~unknown]
     if "ts" not in inter:
         inter["ts"] = pd.NA
