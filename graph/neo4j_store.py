@@ -1,0 +1,333 @@
+"""Neo4j backend of the `GraphStore` interface (graph/store.py), on the official `neo4j` driver.
+
+    store = Neo4jStore.connect(StoreConfig(backend="neo4j", uri="bolt://localhost:7687",
+                                           user="neo4j", password=...), read_only=True)
+    with store:
+        store.run_df("MATCH (i:Item) RETURN i.id AS item_id LIMIT 5")
+
+or, with a driver you manage yourself (neo4j-graphrag style; the store then never closes it):
+
+    store = Neo4jStore(neo4j.GraphDatabase.driver(uri, auth=(user, password)), database="neo4j")
+
+A local server: `docker compose up -d neo4j` (docker-compose.yml at the repo root).
+
+Transactions: `run` and `run_df` use managed transactions (`execute_read` / `execute_write`, retried by
+the driver on transient errors). A read-only store opens every session in READ access mode, so the
+server itself refuses writes (reported as `ReadOnlyViolation`). `write_batch` sends
+`UNWIND $rows AS row ...` in batches, one transaction per batch; `write_many` and `transaction()` run
+several statements in one transaction, so a multi-statement rebuild is all-or-nothing.
+Statements that need auto-commit (`CALL { ... } IN TRANSACTIONS`) are not supported here.
+
+Values: nodes, relationships and paths come back as plain dicts shaped like LadybugDB's, so results
+look the same on both backends: node `{"_ID", "_LABEL", "_LABELS", **properties}`, relationship
+`{"_ID", "_LABEL" (the type), "_SRC", "_DST", **properties}`, path `{"_NODES": [...], "_RELS": [...]}`;
+Neo4j temporal values become Python datetime/date/time.
+
+Errors: an unreachable server or refused credentials raise `StoreUnavailable` (saying what to check),
+a write in a read-only session raises `ReadOnlyViolation`, any other server error `GraphError` with the
+server's code and message; the driver's exception is always chained.
+"""
+
+from __future__ import annotations
+
+import itertools
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Sequence
+
+import neo4j
+import pandas as pd
+from neo4j import exceptions as neo4j_errors
+from neo4j.graph import Node, Path, Relationship
+
+from graph.errors import GraphError, ReadOnlyViolation, StoreUnavailable
+from graph.store import StoreConfig
+
+# Server error codes that mean "this session may not write".
+_READ_ONLY_CODES = ("Neo.ClientError.Statement.AccessMode", "Neo.ClientError.General.ForbiddenOnReadOnlyDatabase",
+                    "Neo.ClientError.General.ReadOnly")
+_TIMEOUT_CODE_PART = "TransactionTimedOut"
+_MISSING_DATABASE_CODE = "Neo.ClientError.Database.DatabaseNotFound"
+# Sent by connect() to check that the configured database exists (linted by tests/test_cypher_lint.py).
+DATABASE_CHECK_QUERY_NEO4J = "RETURN 1 AS ok"
+_BOLT_SCHEMES = frozenset({"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"})
+
+
+class Neo4jStore:
+    """A `GraphStore` on one Neo4j database. Pass a driver in, or use `Neo4jStore.connect(config)`."""
+
+    dialect = "neo4j"
+
+    def __init__(self, driver: neo4j.Driver, database: str | None = None, read_only: bool = False,
+                 owns_driver: bool = False, uri: str | None = None):
+        self.driver = driver
+        self.database = database
+        self.read_only = read_only
+        self.owns_driver = owns_driver
+        self.uri = uri or "the configured Neo4j server"
+        self._closed = False
+
+    # -- opening and closing ----------------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, config: StoreConfig, read_only: bool = False, *, connection_timeout: float = 10.0,
+                max_transaction_retry_time: float = 15.0) -> "Neo4jStore":
+        """Create a driver for `config`, check that the server answers and accepts the credentials.
+
+        The store owns the driver and closes it on close(). `max_transaction_retry_time` bounds how long
+        a managed transaction keeps retrying when the server goes away mid-session.
+        """
+        if config.backend != "neo4j":
+            raise ValueError(f"Neo4jStore needs a neo4j StoreConfig, got backend {config.backend!r}")
+        scheme = config.uri.split("://", 1)[0].lower() if "://" in config.uri else ""
+        if scheme not in _BOLT_SCHEMES:
+            raise StoreUnavailable(f"invalid Neo4j URI {config.uri!r}: use bolt://host:7687 or neo4j://host:7687 "
+                                   f"(schemes: {', '.join(sorted(_BOLT_SCHEMES))})")
+        auth = (config.user or "neo4j", config.password or "")
+        try:
+            driver = neo4j.GraphDatabase.driver(
+                config.uri, auth=auth, connection_timeout=connection_timeout,
+                max_transaction_retry_time=max_transaction_retry_time)
+        except (neo4j_errors.ConfigurationError, ValueError) as e:
+            raise StoreUnavailable(f"invalid Neo4j URI {config.uri!r}: {e} "
+                                   f"(expected bolt://host:7687 or neo4j://host:7687)") from e
+        store = cls(driver, database=config.database, read_only=read_only, owns_driver=True, uri=config.uri)
+        try:
+            driver.verify_connectivity()
+            if config.database:
+                # verify_connectivity does not check that the database exists; an auto-commit RETURN 1
+                # does, without the retries of a managed transaction.
+                with driver.session(database=config.database) as session:
+                    session.run(DATABASE_CHECK_QUERY_NEO4J).consume()
+        except (neo4j_errors.Neo4jError, neo4j_errors.DriverError) as e:
+            driver.close()
+            store._closed = True
+            raise store._translate(e, "connecting") from e
+        return store
+
+    def close(self) -> None:
+        if not self._closed and self.owns_driver:
+            self.driver.close()
+        self._closed = True
+
+    def __enter__(self) -> "Neo4jStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else "read-write"
+        return f"Neo4jStore({self.uri}, database={self.database!r}, {mode})"
+
+    # -- GraphStore -------------------------------------------------------------------------------
+
+    def run(self, query: str, params: dict | None = None, *, timeout_s: float | None = None) -> list[dict]:
+        """Run one statement; rows as dicts keyed by the RETURN column names."""
+        keys, rows = self._run(query, params, timeout_s)
+        return [dict(zip(keys, row)) for row in rows]
+
+    def run_df(self, query: str, params: dict | None = None, *,
+               timeout_s: float | None = None) -> pd.DataFrame:
+        """Run one statement; a DataFrame with the RETURN column names, also for empty results."""
+        keys, rows = self._run(query, params, timeout_s)
+        return pd.DataFrame(rows, columns=keys)
+
+    def run_limited(self, query: str, params: dict | None = None, *, limit: int,
+                    timeout_s: float | None = None) -> tuple[list[str], list[tuple], bool]:
+        """Fetch at most `limit` rows: (columns, rows, truncated). The rest of the result is discarded
+        without being sent over the wire (the driver pulls `limit + 1` records)."""
+        if limit < 0:
+            raise ValueError("limit must be >= 0")
+
+        def work(tx: neo4j.ManagedTransaction):
+            result = tx.run(query, params or {})
+            keys = list(result.keys())
+            rows = [tuple(_plain(v) for v in record.values()) for record in itertools.islice(result, limit + 1)]
+            return keys, rows
+
+        keys, rows = self._execute(work, timeout_s, write=not self.read_only, fetch_size=limit + 1,
+                                   action="running the query")
+        return keys, rows[:limit], len(rows) > limit
+
+    def write_batch(self, query: str, rows: Iterable[dict], batch_size: int = 5000) -> int:
+        """Run `UNWIND $rows AS row ...` over rows in batches of `batch_size`, one transaction each.
+
+        Returns the number of rows sent. A failing batch raises; earlier batches stay committed.
+        """
+        self._require_writable("write_batch")
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        written = 0
+        for batch in _batches(rows, batch_size):
+            self._execute(lambda tx, b=batch: tx.run(query, {"rows": b}).consume(), None, write=True,
+                          action=f"writing rows {written}..{written + len(batch) - 1}")
+            written += len(batch)
+        return written
+
+    # -- atomic multi-statement writes ------------------------------------------------------------
+
+    def write_many(self, statements: Sequence[tuple[str, dict | None]]) -> list[list[dict]]:
+        """Run several statements in ONE managed write transaction (all or nothing, retried as a unit
+        on transient errors). Returns each statement's rows."""
+        self._require_writable("write_many")
+        statements = list(statements)
+
+        def work(tx: neo4j.ManagedTransaction):
+            out = []
+            for query, params in statements:
+                result = tx.run(query, params or {})
+                keys = list(result.keys())
+                out.append([dict(zip(keys, (_plain(v) for v in record.values()))) for record in result])
+            return out
+
+        return self._execute(work, None, write=True, action=f"running {len(statements)} statements in one transaction")
+
+    @contextmanager
+    def transaction(self) -> Iterator["Neo4jTransaction"]:
+        """One explicit write transaction: committed when the block ends, rolled back if it raises.
+
+            with store.transaction() as tx:
+                tx.run(DELETE_COLLAB_QUERY_NEO4J)
+                tx.write_batch(CREATE_COLLAB_QUERY, rows)
+
+        Unlike write_many it is not retried on transient errors.
+        """
+        self._require_writable("transaction")
+        try:
+            with self.driver.session(database=self.database, default_access_mode=neo4j.WRITE_ACCESS) as session:
+                with session.begin_transaction() as tx:
+                    yield Neo4jTransaction(self, tx)
+                    tx.commit()
+        except (neo4j_errors.Neo4jError, neo4j_errors.DriverError) as e:
+            raise self._translate(e, "running a transaction") from e
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _require_writable(self, what: str) -> None:
+        if self.read_only:
+            raise ReadOnlyViolation(f"{what} on a read-only Neo4j store ({self.uri})")
+
+    def _run(self, query: str, params: dict | None, timeout_s: float | None) -> tuple[list[str], list[tuple]]:
+        def work(tx: neo4j.ManagedTransaction):
+            result = tx.run(query, params or {})
+            keys = list(result.keys())
+            return keys, [tuple(_plain(v) for v in record.values()) for record in result]
+
+        return self._execute(work, timeout_s, write=not self.read_only, action="running the query")
+
+    def _execute(self, work, timeout_s: float | None, *, write: bool, action: str, fetch_size: int | None = None):
+        if self._closed:
+            raise GraphError(f"the Neo4j store ({self.uri}) is closed")
+        if timeout_s is not None:
+            if timeout_s <= 0:
+                raise ValueError("timeout_s must be > 0")
+            work = neo4j.unit_of_work(timeout=timeout_s)(work)
+        session_args: dict[str, Any] = {"database": self.database}
+        if fetch_size is not None:
+            session_args["fetch_size"] = max(fetch_size, 1)
+        try:
+            if write:
+                with self.driver.session(default_access_mode=neo4j.WRITE_ACCESS, **session_args) as session:
+                    return session.execute_write(work)
+            with self.driver.session(default_access_mode=neo4j.READ_ACCESS, **session_args) as session:
+                return session.execute_read(work)
+        except (neo4j_errors.Neo4jError, neo4j_errors.DriverError) as e:
+            raise self._translate(e, action, timeout_s) from e
+
+    def _translate(self, error: Exception, action: str, timeout_s: float | None = None) -> GraphError:
+        """The driver's exception -> our error with a message that says what to do."""
+        check = (f"Is Neo4j running and reachable at {self.uri}? Start the bundled server with "
+                 f"`docker compose up -d neo4j`, and check --neo4j / NEO4J_USER / NEO4J_PASSWORD")
+        if isinstance(error, neo4j_errors.AuthError):
+            return StoreUnavailable(f"Neo4j at {self.uri} refused the credentials while {action}: "
+                                    f"{_message(error)}. Check NEO4J_USER / NEO4J_PASSWORD (or --neo4j-user / "
+                                    f"--neo4j-password); they must match the NEO4J_AUTH the server started with")
+        if isinstance(error, (neo4j_errors.ServiceUnavailable, neo4j_errors.SessionExpired,
+                              neo4j_errors.DatabaseUnavailable, neo4j_errors.ConnectionAcquisitionTimeoutError)):
+            return StoreUnavailable(f"cannot reach Neo4j while {action}: {_message(error)}. {check}")
+        if isinstance(error, neo4j_errors.ConfigurationError):
+            return StoreUnavailable(f"invalid Neo4j connection settings for {self.uri}: {error}")
+        code = getattr(error, "code", None) or ""
+        if (code in _READ_ONLY_CODES or isinstance(error, neo4j_errors.ForbiddenOnReadOnlyDatabase)
+                or "read access mode" in _message(error)):
+            return ReadOnlyViolation(f"Neo4j refused a write in a read-only session ({self.uri}): {_message(error)}")
+        if _TIMEOUT_CODE_PART in code:
+            limit = f" after {timeout_s:g} s" if timeout_s is not None else ""
+            return GraphError(f"the query timed out{limit} and was stopped by Neo4j: {_message(error)}")
+        if code == _MISSING_DATABASE_CODE:
+            return StoreUnavailable(f"Neo4j at {self.uri} has no database {self.database!r}: {_message(error)}")
+        if isinstance(error, neo4j_errors.Neo4jError):
+            return GraphError(f"Neo4j error while {action} ({code or type(error).__name__}): {_message(error)}")
+        return GraphError(f"Neo4j driver error while {action}: {error}")
+
+
+class Neo4jTransaction:
+    """The handle `Neo4jStore.transaction()` yields: run / run_df / write_batch inside one transaction."""
+
+    dialect = "neo4j"
+    read_only = False
+
+    def __init__(self, store: Neo4jStore, tx: neo4j.Transaction):
+        self._store = store
+        self._tx = tx
+
+    def _run(self, query: str, params: dict | None) -> tuple[list[str], list[tuple]]:
+        try:
+            result = self._tx.run(query, params or {})
+            keys = list(result.keys())
+            return keys, [tuple(_plain(v) for v in record.values()) for record in result]
+        except (neo4j_errors.Neo4jError, neo4j_errors.DriverError) as e:
+            raise self._store._translate(e, "running a statement in a transaction") from e
+
+    def run(self, query: str, params: dict | None = None) -> list[dict]:
+        keys, rows = self._run(query, params)
+        return [dict(zip(keys, row)) for row in rows]
+
+    def run_df(self, query: str, params: dict | None = None) -> pd.DataFrame:
+        keys, rows = self._run(query, params)
+        return pd.DataFrame(rows, columns=keys)
+
+    def write_batch(self, query: str, rows: Iterable[dict], batch_size: int = 5000) -> int:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        written = 0
+        for batch in _batches(rows, batch_size):
+            try:
+                self._tx.run(query, {"rows": batch}).consume()
+            except (neo4j_errors.Neo4jError, neo4j_errors.DriverError) as e:
+                raise self._store._translate(e, "writing a batch in a transaction") from e
+            written += len(batch)
+        return written
+
+
+def _batches(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    iterator = iter(rows)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def _message(error: Exception) -> str:
+    return getattr(error, "message", None) or str(error)
+
+
+def _plain(value: Any) -> Any:
+    """Driver values -> plain Python values shaped like LadybugDB's (see the module docstring)."""
+    if isinstance(value, Node):
+        labels = sorted(value.labels)
+        return {"_ID": value.element_id, "_LABEL": labels[0] if labels else None, "_LABELS": labels,
+                **{k: _plain(v) for k, v in value.items()}}
+    if isinstance(value, Relationship):
+        return {"_ID": value.element_id, "_LABEL": value.type,
+                "_SRC": value.start_node.element_id if value.start_node is not None else None,
+                "_DST": value.end_node.element_id if value.end_node is not None else None,
+                **{k: _plain(v) for k, v in value.items()}}
+    if isinstance(value, Path):
+        return {"_NODES": [_plain(n) for n in value.nodes], "_RELS": [_plain(r) for r in value.relationships]}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    to_native = getattr(value, "to_native", None)       # neo4j.time.DateTime / Date / Time
+    if to_native is not None and type(value).__module__.startswith("neo4j.time"):
+        return to_native()
+    return value
