@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from ingest.config import IngestConfig
 from ingest.errors import IngestError
-from ingest.readers import file_column, iter_records, read_json_lines
+from ingest.readers import file_column, iter_records, order_by_exact_time, read_json_lines
 from ingest.schema import MAX_EXAMPLES, IngestReport, RawData
 
 REVIEW_SCHEMA = pa.schema([
@@ -118,7 +118,9 @@ def read_reviews(path: Path, report: IngestReport, *, progress: bool = True) -> 
     ts = seconds.where(seconds.notna(), np.floor(millis / 1000))
     raw_rating = frame["overall"].where(frame["overall"].notna(), frame["rating"])
     rating = _numbers(raw_rating)
-    out = pd.DataFrame({"user_id": user, "item_id": item, "ts": ts, "rating": rating, "line": frame["line"]})
+    exact = seconds.where(seconds.notna(), millis / 1000)
+    out = pd.DataFrame({"user_id": user, "item_id": item, "ts": ts, "rating": rating, "line": frame["line"],
+                        "exact": exact})
     checks = [
         ("missing_field", out["user_id"].isna() | (out["user_id"].astype(str).str.strip() == ""),
          "reviewerID/user_id", lambda r: "missing user id (reviewerID or user_id)"),
@@ -146,7 +148,8 @@ def read_reviews(path: Path, report: IngestReport, *, progress: bool = True) -> 
     out["item_id"] = out["item_id"].astype(str).str.strip()
     out["ts"] = pd.array(out["ts"], dtype="Int64")
     out["rating"] = pd.array(out["rating"], dtype="Float64")
-    out["order"] = out["line"].to_numpy()
+    # 2023 timestamps are milliseconds: keep their order within a second.
+    out["order"] = order_by_exact_time(out.pop("exact").to_numpy(dtype="float64"), out["line"].to_numpy())
     out["file"] = file_column(len(out), file)
     return out, release
 

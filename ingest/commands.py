@@ -1,7 +1,197 @@
-"""`iirg` subcommands of the ingest stage (registered by cli.py)."""
+"""`iirg` subcommands of the ingest stage (registered by cli.py).
+
+    iirg ingest --dataset ml-100k --run runs/ml-100k            # registered name, under $IIRG_DATA_DIR
+    iirg ingest --dataset ~/data/clicks.csv --format csv --user-col uid --item-col sku --run runs/clicks
+    iirg ingest --dataset yelp --run runs/yelp --strict --min-interactions 5
+    iirg datasets                                               # what is registered / present / where
+
+`add_arguments` and `config_from_args` are reused by `iirg build`, so both commands take the same
+ingest options. Values come from the defaults, then an optional TOML file (`--config`, its
+[ingest] table), then the command line.
+"""
 
 from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import get_args
+
+from ingest.config import Format, IngestConfig, TimestampUnit
 
 
 def register(sub, common) -> None:
     """Add this stage's subcommands to the `iirg` parser; `common` holds shared parent parsers."""
+    parser = sub.add_parser(
+        "ingest", parents=[common["run"]], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="read a raw dataset into the run's canonical dataset/ (items, ordered interactions, splits)",
+        description="Read a registered dataset or a path (MovieLens, LC-Rec, P5, Amazon reviews, CSV/Parquet)\n"
+                    "into <run>/dataset: unique item titles, sequences ordered by time then source order,\n"
+                    "leave-one-out splits. Bad records are skipped and counted (--strict: stop at the first).",
+        epilog="examples:\n"
+               "  iirg ingest --dataset ml-100k --run runs/ml-100k\n"
+               "  iirg ingest --dataset data/clicks.parquet --user-col uid --item-col sku --run runs/clicks\n"
+               "  iirg datasets        # registered names and where their files go")
+    add_arguments(parser)
+    parser.add_argument("--config", metavar="TOML", default=None,
+                        help="TOML file with ingest options (an [ingest] table or top-level keys); "
+                             "command-line options override it")
+    parser.set_defaults(handler=run_ingest)
+
+    listing = sub.add_parser("datasets", help="list registered datasets, their folders and whether they are present")
+    listing.add_argument("--data-dir", default=None, help="data folder (default: $IIRG_DATA_DIR, "
+                                                          "<repo>/../shared/data, ./data)")
+    listing.set_defaults(handler=run_datasets)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ingest options (every default None, so a TOML file can supply them)."""
+    parser.add_argument("--dataset", required=True, metavar="NAME|PATH",
+                        help="registered name (ml-100k, ml-1m, ml-20m, amazon-office, amazon-<category>, yelp) "
+                             "or a folder/file")
+    parser.add_argument("--format", choices=get_args(Format), default=None,
+                        help="input format (default auto: registry or file names)")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with one sub-folder per registered dataset (default: $IIRG_DATA_DIR, "
+                             "else <repo>/../shared/data, else ./data)")
+    parser.add_argument("--name", default=None, help="dataset name to store (default: registry/folder name)")
+    parser.add_argument("--strict", action="store_const", const=True, default=None,
+                        help="stop at the first bad record (file, line, field) instead of skipping it")
+    parser.add_argument("--min-interactions", type=int, default=None, metavar="K",
+                        help="k-core: drop users and items with fewer than K interactions, repeatedly (default 0)")
+    parser.add_argument("--encoding", default=None, help="text encoding of the input (default per format)")
+    parser.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
+                        help="no progress bars")
+    parser.add_argument("--no-verify", dest="verify_checksums", action="store_const", const=False, default=None,
+                        help="do not compare files with the registry's pinned sha256")
+    parser.add_argument("--item-id-offset", type=int, default=None, metavar="N",
+                        help="P5: item JSON key = sequence item id - N (default: detected; published files: 1)")
+    csv = parser.add_argument_group("CSV / Parquet (format csv)")
+    csv.add_argument("--user-col", default=None, help="user id column (default user_id)")
+    csv.add_argument("--item-col", default=None, help="item id column (default item_id)")
+    csv.add_argument("--timestamp-col", default=None, help="timestamp column (default: timestamp, when present)")
+    csv.add_argument("--rating-col", default=None, help="rating column (default: rating, when present)")
+    csv.add_argument("--timestamp-unit", choices=get_args(TimestampUnit), default=None,
+                     help="s, ms, iso or auto (default auto)")
+    csv.add_argument("--delimiter", default=None, help="field separator (default: tab for .tsv, else comma)")
+    csv.add_argument("--items", dest="items_path", default=None, metavar="PATH",
+                     help="item file (CSV/TSV/Parquet) with id, title, description, categories, brand")
+    csv.add_argument("--item-id-col", default=None, help="item file id column (default item_id)")
+    csv.add_argument("--title-col", default=None, help="item file title column (default title)")
+    csv.add_argument("--description-col", default=None, help="item file description column")
+    csv.add_argument("--categories-col", default=None, help="item file categories column")
+    csv.add_argument("--brand-col", default=None, help="item file brand column")
+    csv.add_argument("--categories-sep", default=None, help="separator inside the categories field (default |)")
+
+
+def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> IngestConfig:
+    """Defaults <- TOML (--config) <- command line; the data dir falls back to $IIRG_DATA_DIR."""
+    from ingest.errors import ConfigError
+    from ingest.registry import default_data_dir
+
+    values: dict = {}
+    config_path = getattr(args, "config", None)
+    if config_path:
+        import tomllib
+
+        try:
+            loaded = tomllib.loads(Path(config_path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"cannot read ingest config {config_path}: {e}") from e
+        values.update(loaded.get("ingest", loaded))
+    for f in fields(IngestConfig):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = given
+    if not values.get("data_dir"):
+        values["data_dir"] = str(default_data_dir(env))
+    if values.get("delimiter") == "\\t":
+        values["delimiter"] = "\t"  # typed on a shell as a two-character escape
+    return IngestConfig.from_dict(values)
+
+
+def run_ingest(args: argparse.Namespace, ctx) -> int:
+    from ingest.pipeline import load_dataset
+
+    config = config_from_args(args, ctx.env)
+    dataset = load_dataset(config)
+    out = dataset.save(ctx.run.dataset)
+    ctx.run.record_config("ingest", {**config.to_dict(), "format_used": dataset.source["format"],
+                                     "path_used": dataset.source["path"], "checksum": dataset.checksum(),
+                                     "report": dataset.report.to_dict()})
+    print_summary(dataset, out)
+    return 0
+
+
+def print_summary(dataset, out: Path | None = None) -> None:
+    """Rich tables: dataset stats, files read, skipped records and warnings."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    stats = dataset.stats()
+    table = Table(title=f"dataset {dataset.name} ({dataset.source.get('format')})", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    for label, value in (("users", stats["users"]), ("items", stats["items"]),
+                         ("items with interactions", stats["interacted_items"]),
+                         ("interactions", stats["interactions"]),
+                         ("train / valid / test", " / ".join(str(stats["splits"][s]) for s in ("train", "valid", "test"))),
+                         ("mean sequence length", stats["mean_sequence_length"]),
+                         ("skipped records", stats["skipped_records"]),
+                         ("min interactions (k-core)", dataset.source.get("min_interactions", 0)),
+                         ("checksum", dataset.checksum()[:16])):
+        table.add_row(label, str(value))
+    console.print(table)
+
+    files = Table(title="files read")
+    for column in ("file", "bytes", "sha256", "pinned"):
+        files.add_column(column)
+    for f in dataset.source.get("files", []):
+        pinned = "-" if "verified" not in f else ("[green]match[/]" if f["verified"] else "[red]DIFFERENT[/]")
+        files.add_row(f["name"], f"{f['bytes']:,}", f["sha256"][:16], pinned)
+    console.print(files)
+
+    report = dataset.report
+    if report.counts:
+        skipped = Table(title=f"skipped records: {report.skipped}")
+        skipped.add_column("problem")
+        skipped.add_column("count", justify="right")
+        skipped.add_column("first examples (file:line field: message)", overflow="fold")
+        for kind, count in sorted(report.counts.items(), key=lambda kv: -kv[1]):
+            skipped.add_row(kind, str(count), "\n".join(report.examples.get(kind, [])[:3]))
+        console.print(skipped)
+    else:
+        console.print("no records skipped")
+    for warning in dataset.source.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}")
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
+def run_datasets(args: argparse.Namespace, ctx) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ingest.errors import DatasetNotFound
+    from ingest.registry import ENTRIES, default_data_dir, find_folder
+
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir(ctx.env)
+    table = Table(title=f"registered datasets in {data_dir}",
+                  caption="each lives in <data dir>/<name>/; ingesting a missing one prints what to download")
+    table.add_column("name", no_wrap=True)
+    table.add_column("format", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("description")
+    for entry in ENTRIES.values():
+        try:
+            folder = find_folder(entry, data_dir)
+            status = "[green]present[/]" + ("" if folder == data_dir / entry.folder else f" ({folder.name}/)")
+        except DatasetNotFound:
+            status = "[red]missing[/]"
+        table.add_row(entry.name, entry.format, status, entry.description)
+    table.add_row("amazon-<category>", "amazon", "-", "raw Amazon reviews + metadata (2014, 2018 or 2023 "
+                  "release), e.g. amazon-beauty, amazon-toys, amazon-video-games")
+    Console().print(table)
+    return 0

@@ -72,8 +72,8 @@ def load_movielens(path: Path, config: IngestConfig, report: IngestReport) -> Ra
                                names=["user_id", "_1", "item_id", "_2", "rating", "_3", "ts"])
         not_double = pc.or_(pc.or_(pc.not_equal(table["_1"], ""), pc.not_equal(table["_2"], "")),
                             pc.not_equal(table["_3"], ""))
-        table = drop_rows(table, not_double, report, "malformed_line", file=str(ratings_path), field="user_id",
-                          describe=lambda v: "fields must be separated by '::'")
+        table = drop_rows(table, not_double, report, "malformed_line", file=str(ratings_path), field=None,
+                          column="user_id", describe=lambda v: "fields must be separated by '::'")
         table = table.drop_columns(["_1", "_2", "_3"])
     else:
         table = read_delimited(ratings_path, report, sep=",", progress=progress)

@@ -299,9 +299,12 @@ def _clip(text: str, limit: int = 80) -> str:
 
 # -- vectorized value checks ------------------------------------------------------------------
 
-def drop_rows(table: pa.Table, bad, report: IngestReport, kind: str, *, file: str, field: str,
+def drop_rows(table: pa.Table, bad, report: IngestReport, kind: str, *, file: str, field: str | None,
               describe: Callable[[object], str], column: str | None = None) -> pa.Table:
-    """Report the rows where `bad` is true (first examples with file:line) and remove them."""
+    """Report the rows where `bad` is true (first examples with file:line) and remove them.
+
+    `describe` turns the row's value in `column` (default: `field`) into the message.
+    """
     bad = pc.fill_null(bad, True)
     count = pc.sum(bad).as_py() or 0
     if not count:
@@ -362,6 +365,15 @@ def _fits(value: str, kind: str) -> bool:
 def file_column(n: int, file: str) -> pd.Categorical:
     """A constant `file` column that costs one byte per row."""
     return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[file])
+
+
+def order_by_exact_time(exact: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """Source-order ranks that follow sub-second time: `ts` holds whole seconds, so two events in
+    the same second are ordered by this rank (exact time, then line) instead of by line alone."""
+    exact = np.where(np.isnan(exact), np.inf, exact)
+    order = np.empty(len(exact), dtype=np.int64)
+    order[np.lexsort((line, exact))] = np.arange(len(exact), dtype=np.int64)
+    return order
 
 
 def canonical_ids(array) -> pa.Array:

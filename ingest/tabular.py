@@ -24,13 +24,14 @@ import pyarrow.compute as pc
 
 from ingest.config import IngestConfig
 from ingest.errors import IngestError
-from ingest.readers import (FLOAT_PATTERN, INT_PATTERN, drop_rows, file_column, parse_numbers,
-                            read_delimited, read_header, require_content)
+from ingest.readers import (FLOAT_PATTERN, INT_PATTERN, drop_rows, file_column, order_by_exact_time,
+                            parse_numbers, read_delimited, read_header, require_content)
 from ingest.schema import IngestReport, RawData
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".parquet", ".pq", ".csv.gz", ".tsv.gz")
 INTERACTION_STEMS = ("interactions", "ratings", "reviews", "events")
 ITEM_STEMS = ("items", "item", "products", "movies")
+EXACT = "_exact_seconds"  # float timestamp column kept beside the whole seconds, for ordering
 
 
 def is_table_file(path: Path) -> bool:
@@ -84,11 +85,14 @@ def load_tabular(path: Path, config: IngestConfig, report: IngestReport) -> RawD
         table, unit = parse_timestamps(table, ts_col, config.timestamp_unit or "auto", report, file=file)
     if rating_col:
         table = parse_numbers(table, rating_col, report, file=file, kind="float", optional=True)
+    line = table["line"].to_numpy()
     frame = pd.DataFrame({
         "user_id": pc.utf8_trim_whitespace(table[user_col]).to_pandas(),
         "item_id": pc.utf8_trim_whitespace(table[item_col]).to_pandas(),
-        "order": table["line"].to_numpy(),
-        "line": table["line"].to_numpy(),
+        # ts keeps whole seconds; sub-second times (ms, ISO fractions) still order events
+        "order": order_by_exact_time(table[EXACT].to_numpy(zero_copy_only=False).astype("float64"), line)
+        if ts_col else line,
+        "line": line,
     })
     if ts_col:
         frame["ts"] = pd.array(table[ts_col].to_pandas(), dtype="Int64")
@@ -207,15 +211,16 @@ def parse_timestamps(table: pa.Table, column: str, unit: str, report: IngestRepo
         seconds = table[column]
         if unit == "ms":
             seconds = pc.divide(seconds, 1000.0)
+        table = table.append_column(EXACT, seconds)
         seconds = pc.cast(pc.floor(seconds), pa.int64())
         return table.set_column(table.column_names.index(column), column, seconds), unit
     parsed = pd.to_datetime(pd.Series(values.to_pylist(), dtype=object).replace("", None), errors="coerce",
                             utc=True, format="mixed")
-    seconds = np.floor((parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds())
+    exact = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     bad = pa.array((parsed.isna() & pd.Series(present.to_pylist())).to_numpy())
-    table = table.append_column("_text", values)
+    table = table.append_column("_text", values).append_column(EXACT, pa.array(exact.to_numpy(), pa.float64()))
     table = table.set_column(table.column_names.index(column), column,
-                             pa.array(pd.array(seconds, dtype="Int64"), type=pa.int64()))
+                             pa.array(pd.array(np.floor(exact), dtype="Int64"), type=pa.int64()))
     table = drop_rows(table, bad, report, "bad_value", file=file, field=column, column="_text",
                       describe=lambda v: f"not a date/time: {v!r}")
     return table.drop_columns(["_text"]), "iso"
