@@ -194,6 +194,12 @@ def check_read_only(query: str, dialect: Dialect) -> None:
                 _refuse(query, tokens[i + 1], "a second statement",
                         "only one statement can run at a time (remove the ';')")
             continue
+        if (dialect == "neo4j" and token.kind in ("word", "name") and not (i > 0 and tokens[i - 1].text == ".")
+                and _is_function_call(tokens, i)):
+            # Checked before the name rules: `{x: apoc.cypher.run(...)}` puts the call after a ':'.
+            name = _dotted_name(tokens, i)[0]
+            if name.lower().startswith(NEO4J_REFUSED_FUNCTION_NAMESPACES) and not _after_call(tokens, i):
+                _refuse(query, token, f"function {name}", "it runs Cypher, reads files or reaches the server")
         if token.kind != "word" or _is_name(tokens, i):
             continue
         word = token.text.upper()
@@ -208,11 +214,6 @@ def check_read_only(query: str, dialect: Dialect) -> None:
             _check_show(query, tokens, i)
         if word == "CALL":
             _check_call(query, tokens, i, dialect)
-        elif dialect == "neo4j" and _is_function_call(tokens, i):
-            name = _dotted_name(tokens, i)[0]
-            if name.lower().startswith(NEO4J_REFUSED_FUNCTION_NAMESPACES):
-                _refuse(query, token, f"function {name}",
-                        "it runs Cypher, reads files or reaches the server")
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -262,6 +263,11 @@ def _dotted_name(tokens: list[Token], i: int) -> tuple[str, int]:
         parts.append(tokens[j + 1].text.strip("`"))
         j += 2
     return ".".join(parts), j
+
+
+def _after_call(tokens: list[Token], i: int) -> bool:
+    """Token i names a procedure (`CALL name`): _check_call reports it, as a procedure."""
+    return i > 0 and tokens[i - 1].kind == "word" and tokens[i - 1].text.upper() == "CALL"
 
 
 def _is_function_call(tokens: list[Token], i: int) -> bool:
