@@ -1,7 +1,241 @@
-"""`iirg data | train | evaluate | tiny-model`: IIRG instruction data, LoRA fine-tuning, evaluation."""
+"""`iirg data | tiny-model | train | evaluate`: IIRG instruction data, LoRA fine-tuning, evaluation.
+
+    iirg data       --run runs/ml-100k [--tasks nip,collab,semantic] [--weights 1,1,1]
+    iirg tiny-model --run runs/ml-100k [--pretrain-steps 300]          # CPU model, no downloads
+    iirg train      --run runs/ml-100k --model runs/ml-100k/llm/tiny [--tasks nip] [--max-steps 500]
+    iirg evaluate   --run runs/ml-100k --adapter runs/ml-100k/llm/adapters/iirg
+
+Options come from the config dataclasses (DataConfig, TinyModelConfig, TrainConfig, EvaluateConfig):
+their defaults, then an optional `--config file.toml` section ([data], [tiny], [train], [evaluate]),
+then the flags given on the command line. Heavy imports (torch, transformers) happen in handlers.
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+
+from ingest.errors import IirgError
+
+# Flags whose name is not simply --field-name.
+ALIASES = {"max_users": ["--users"]}
+
+
+class ConfigFileError(IirgError):
+    """A --config TOML file cannot be read."""
+
+
+def _split_list(cast):
+    def parse(text: str):
+        return tuple(cast(part.strip()) for part in text.split(",") if part.strip())
+    return parse
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = (),
+                         rename: dict[str, str] | None = None) -> None:
+    """One flag per dataclass field (type, choices and help from the field); unset flags stay None
+    so a TOML section or the dataclass default applies."""
+    rename = rename or {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            hint = next(a for a in args if a is not type(None))
+            args = typing.get_args(hint)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = f.metadata.get("help", "")
+        flag = rename.get(f.name, "--" + f.name.replace("_", "-"))
+        names = [flag, *ALIASES.get(f.name, [])]
+        kwargs: dict = {"dest": f.name, "default": None}
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(hint) is tuple:
+            kwargs["type"] = _split_list(args[0])
+            kwargs["metavar"] = "A,B,..."
+            default = ",".join(map(str, default)) if default else default
+        elif typing.get_origin(hint) is typing.Literal:
+            kwargs["choices"] = list(args)
+        else:
+            kwargs["type"] = hint
+        parser.add_argument(*names, help=f"{help_text} (default: {default})", **kwargs)
+
+
+def resolve_config(cls, args: argparse.Namespace, section: str, extra: dict | None = None):
+    """defaults <- --config TOML [section] <- command-line flags (only those given)."""
+    values: dict = {}
+    if getattr(args, "config", None):
+        import tomllib
+
+        path = Path(args.config)
+        try:
+            document = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigFileError(f"{path}: cannot read the config file: {e}") from e
+        table = document.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigFileError(f"{path}: [{section}] must be a table")
+        values.update(table)
+    names = {f.name for f in dataclasses.fields(cls)}
+    values.update({k: v for k, v in vars(args).items() if k in names and v is not None})
+    values.update(extra or {})
+    try:
+        return cls.from_dict(values) if hasattr(cls, "from_dict") else cls(**values)
+    except TypeError as e:
+        raise ConfigFileError(f"bad [{section}] settings: {e}") from e
+    except ValueError as e:
+        raise ConfigFileError(str(e)) from e
+
+
+def _print_table(title: str, columns: list[str], rows: list[list]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+    Console().print(table)
+
+
+# ------------------------------------------------------------------ handlers
+
+def run_data(args, ctx) -> int:
+    from graph.export import load_export
+    from train.llm.data import DataConfig, write_instruction_data
+    from train.llm.prompts import TASK_NAMES
+
+    config = resolve_config(DataConfig, args, "data")
+    out = Path(args.out) if args.out else ctx.run.llm / "data"
+    export = load_export(ctx.run.export)
+    meta = write_instruction_data(export, config, out)
+    ctx.run.record_config("llm_data", {"out": str(out), **config.to_dict(), "counts": meta["counts"]})
+    rows = [[t, TASK_NAMES[t], w, meta["counts"][t]] for t, w in config.task_weights.items()]
+    rows.append(["valid", "next item (valid split, model selection)", "-", meta["counts"]["valid"]])
+    _print_table(f"instruction data -> {out}  (nip mode: {config.nip_mode}, max history "
+                 f"{config.max_history}, users {meta['users']})", ["task", "what", "weight", "samples"], rows)
+    return 0
+
+
+def run_tiny(args, ctx) -> int:
+    from graph.export import load_export
+    from train.llm.tiny import TinyModelConfig, build_tiny_model
+
+    config = resolve_config(TinyModelConfig, args, "tiny")
+    out = Path(args.out) if args.out else ctx.run.llm / "tiny"
+    export = load_export(ctx.run.export)
+    summary = build_tiny_model(export.items["title"].tolist(), out, config,
+                               source={"run": str(ctx.run.root), "dataset": export.manifest.get("dataset")})
+    ctx.run.record_config("llm_tiny_model", {"out": str(out), **summary["config"]})
+    _print_table(f"tiny model -> {out}", ["", "value"], [
+        ["parameters", summary["parameters"]], ["vocabulary", summary["vocab_size"]],
+        ["items", summary["items"]], ["tokens per item (mean / max)",
+                                      f"{summary['item_tokens']['mean']} / {summary['item_tokens']['max']}"],
+        ["pre-training loss (first -> last)",
+         f"{summary['pretrain_loss']['first']} -> {summary['pretrain_loss']['last']}"]])
+    return 0
+
+
+def default_run_name(data_dir: Path, tasks) -> str:
+    """iirg when all three tasks are trained, else the tasks joined (nip, nip-collab, ...)."""
+    import json
+
+    from train.llm.prompts import TASKS
+
+    if not tasks:
+        meta_path = data_dir / "data_config.json"
+        tasks = json.loads(meta_path.read_text())["config"]["tasks"] if meta_path.exists() else TASKS
+    return "iirg" if set(tasks) == set(TASKS) else "-".join(tasks)
+
+
+def run_train(args, ctx) -> int:
+    from train.llm.finetune import TrainConfig, finetune
+
+    config = resolve_config(TrainConfig, args, "train")
+    if not config.model:
+        raise IirgError("--model is required (a local folder such as runs/<name>/llm/tiny, or a hub id)")
+    config.data = config.data or str(ctx.run.llm / "data")
+    name = args.name or default_run_name(Path(config.data), config.tasks)
+    config.out = config.out or str(ctx.run.llm / "adapters" / name)
+    result = finetune(config)
+    ctx.run.record_config(f"llm_train:{name}", config.to_dict())
+    m = result.metrics
+    _print_table(f"LoRA adapter -> {result.out}", ["", "value"], [
+        ["optimizer steps (this run)", f"{m['global_step']} ({m['steps_this_run']})"],
+        ["resumed from step", m["resumed_from_step"]], ["training loss", m["train_loss"]],
+        ["tokens/s", round(m["tokens_per_s"] or 0, 1)], ["samples per task", m["samples"]],
+        ["best valid Recall@10", m["best_valid_recall@10"]], ["selected", m["selected"]]])
+    return 0
+
+
+def run_evaluate(args, ctx) -> int:
+    from train.llm.evaluation import EvaluateConfig, evaluate_llm
+
+    config = resolve_config(EvaluateConfig, args, "evaluate")
+    # Recommendations go to the graph too when the run has one (or Neo4j was given).
+    store = ctx.store if ctx.store and (ctx.store.backend == "neo4j" or ctx.run.store.exists()) else None
+    result = evaluate_llm(ctx.run, config, store=store)
+    ctx.run.record_config(f"llm_evaluate:{result['model']}", dataclasses.asdict(config))
+    metrics = result["metrics"]
+    overall = metrics.get("overall", metrics) if isinstance(metrics, dict) else {}
+    rows = [[k, v] for k, v in overall.items() if isinstance(v, (int, float))]
+    d = result["decode"]
+    rows += [["invalid rate", d["invalid_rate"]], ["users/s", d["users_per_s"]], ["users", d["users"]]]
+    _print_table(f"{result['model']} on {config.split}", ["metric", "value"], rows)
+    return 0
+
+
+# ------------------------------------------------------------------ registration
 
 def register(sub, common) -> None:
-    """Add data, train, evaluate and tiny-model."""
+    """Add data, tiny-model, train and evaluate."""
+    from train.llm.data import DataConfig
+    from train.llm.evaluation import EvaluateConfig
+    from train.llm.finetune import TrainConfig
+    from train.llm.tiny import TinyModelConfig
+
+    config_help = "TOML file with a [{}] table of these options (flags given here win)"
+
+    p = sub.add_parser("data", parents=[common["run"]], help="IIRG instruction data from the run's export",
+                       description=_doc_of("train.llm.data"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(p, DataConfig)
+    p.add_argument("--out", help="output folder (default: <run>/llm/data)")
+    p.add_argument("--config", help=config_help.format("data"))
+    p.set_defaults(handler=run_data)
+
+    p = sub.add_parser("tiny-model", parents=[common["run"]],
+                       help="build a small Llama model + BPE tokenizer on the item titles (CPU, offline)")
+    add_config_arguments(p, TinyModelConfig)
+    p.add_argument("--out", help="model folder (default: <run>/llm/tiny)")
+    p.add_argument("--config", help=config_help.format("tiny"))
+    p.set_defaults(handler=run_tiny)
+
+    p = sub.add_parser("train", parents=[common["run"]], help="LoRA fine-tuning on instruction data",
+                       description=_doc_of("train.llm.finetune"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(p, TrainConfig, skip=("out", "data", "model"))
+    p.add_argument("--model", help="base model: local folder or Hugging Face id (required)")
+    p.add_argument("--data", help="instruction-data folder (default: <run>/llm/data)")
+    p.add_argument("--out", help="adapter folder (default: <run>/llm/adapters/<name>)")
+    p.add_argument("--name", help="adapter name (default: iirg for all tasks, else the tasks, e.g. nip)")
+    p.add_argument("--config", help=config_help.format("train"))
+    p.set_defaults(handler=run_train)
+
+    p = sub.add_parser("evaluate", parents=[common["run"], common["store"]],
+                       help="constrained generation for held-out users -> shared evaluator -> report")
+    add_config_arguments(p, EvaluateConfig)
+    p.add_argument("--config", help=config_help.format("evaluate"))
+    p.set_defaults(handler=run_evaluate)
+
+
+def _doc_of(module: str) -> str:
+    import importlib
+
+    return (importlib.import_module(module).__doc__ or "").strip()

@@ -1,0 +1,473 @@
+"""LoRA fine-tuning of a causal LM on IIRG instruction data (transformers Trainer + peft).
+
+    iirg train --run runs/ml-100k --model runs/ml-100k/llm/tiny --out runs/ml-100k/llm/adapters/iirg
+    iirg train --run runs/ml-100k --model Qwen/Qwen2.5-0.5B-Instruct --config configs/qwen2.5-0.5b_gpu.toml
+    accelerate launch -m cli train ...   # or torchrun: data-parallel through the Trainer, no code change
+
+Reads only an instruction-data folder (`iirg data`; `--data` takes any such folder), so it runs on a
+GPU machine without the graph database.
+
+- Prompt: the tokenizer's chat template when it has one (Alpaca layout otherwise); the loss covers
+  answer tokens only (labels are -100 on the prompt).
+- Task weights: every sample's weight multiplies the cross-entropy of its answer tokens; the sum is
+  divided by the number of answer tokens of the whole accumulated batch (transformers'
+  `num_items_in_batch`, gathered across processes), so a weight of 0 removes a task and gradient
+  accumulation matches one big batch.
+- Model selection: every `eval_steps` the constrained decoder (train.llm.decode) recommends for a
+  seeded sample of valid users; Recall@10 (= HitRate@10: one held-out item per user) picks the best
+  checkpoint, which is the adapter left in the output folder. The test split is not read here.
+
+Output folder (`--out`):
+    adapter_config.json, adapter_model.safetensors   the selected LoRA adapter (peft format)
+    train_config.json     this TrainConfig + base model, data folder, target modules, git commit
+    metrics.json          train loss, valid metrics per evaluation, best step, tokens/s
+    loss_curve.png        training loss and valid Recall@10 over steps
+    tokenizer files       the tokenizer used, so the folder is self-describing
+    checkpoints/checkpoint-<step>/   Trainer checkpoints (optimizer, scheduler, RNG): `--resume`
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+from graph.rundir import git_commit
+from ingest.errors import IirgError
+from train.llm import prompts
+from train.llm.data import InstructionData, load_instruction_data
+
+
+class TrainError(IirgError):
+    """Fine-tuning cannot start or continue (bad settings, nothing to resume, ...)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything `iirg train` needs; saved as train_config.json next to adapter_config.json."""
+
+    model: str = field(default="", metadata={"help": "base model: local folder or Hugging Face id"})
+    data: str = field(default="", metadata={"help": "instruction-data folder written by `iirg data`"})
+    out: str = field(default="", metadata={"help": "output folder for the adapter, checkpoints, metrics"})
+    tasks: tuple[str, ...] | None = field(default=None, metadata={
+        "help": "train on these tasks of the data folder only (default: all it has)"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
+    target_modules: str = field(default="auto", metadata={
+        "help": "comma-separated module names, 'all-linear', or auto (per architecture)"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the training samples"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs)"})
+    lr: float = field(default=2e-4, metadata={"help": "peak learning rate"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    batch_size: int = field(default=8, metadata={"help": "samples per device per micro-batch"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    warmup_ratio: float = field(default=0.03, metadata={"help": "share of steps with linear warm-up"})
+    lr_scheduler: Literal["cosine", "linear", "constant_with_warmup"] = field(default="cosine", metadata={
+        "help": "learning-rate schedule after warm-up"})
+    max_length: int = field(default=1024, metadata={
+        "help": "longest prompt+answer in tokens; longer samples are dropped and counted"})
+    save_steps: int = field(default=200, metadata={"help": "checkpoint every N optimizer steps"})
+    eval_steps: int | None = field(default=None, metadata={
+        "help": "valid evaluation every N steps (default: save_steps; must divide save_steps)"})
+    eval_users: int = field(default=200, metadata={
+        "help": "valid users sampled for Recall@10 model selection (0: no evaluation, keep last)"})
+    eval_beams: int = field(default=10, metadata={"help": "beam width of the valid evaluation (>= 10)"})
+    eval_batch_size: int = field(default=8, metadata={"help": "users per generate call in valid evaluation"})
+    save_total_limit: int | None = field(default=3, metadata={"help": "checkpoints kept (best one always kept)"})
+    logging_steps: int = field(default=10, metadata={"help": "log the loss every N steps"})
+    resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in out"})
+    seed: int = field(default=42, metadata={"help": "seed for LoRA init, data order, valid sample"})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 mixed precision (GPU)"})
+    fp16: bool = field(default=False, metadata={"help": "float16 mixed precision (GPU)"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
+    dataloader_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
+
+    def __post_init__(self):
+        if self.tasks is not None:
+            self.tasks = tuple(self.tasks)
+            unknown = [t for t in self.tasks if t not in prompts.TASKS]
+            if unknown:
+                raise TrainError(f"unknown tasks {unknown}; choose from {prompts.TASKS}")
+        if self.bf16 and self.fp16:
+            raise TrainError("choose one of bf16 and fp16")
+        if self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:
+            raise TrainError("lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1 are required")
+        if not 0 <= self.warmup_ratio < 1:
+            raise TrainError("warmup_ratio must be in [0, 1)")
+        if self.batch_size < 1 or self.grad_accum < 1 or self.save_steps < 1:
+            raise TrainError("batch_size, grad_accum and save_steps must be >= 1")
+        if self.max_steps == 0 or self.max_steps < -1 or (self.max_steps == -1 and self.epochs <= 0):
+            raise TrainError("max_steps must be -1 (use epochs > 0) or >= 1")
+        if self.eval_steps is None:
+            self.eval_steps = self.save_steps
+        if self.eval_users > 0:
+            if self.save_steps % self.eval_steps:
+                raise TrainError(f"save_steps {self.save_steps} must be a multiple of eval_steps "
+                                 f"{self.eval_steps} (the best checkpoint must be saved)")
+            if self.eval_beams < 10:
+                raise TrainError("eval_beams must be >= 10 to measure Recall@10")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "tasks": list(self.tasks) if self.tasks else None}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise TrainError(f"unknown train settings {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, adapter_dir: str | os.PathLike) -> "TrainConfig":
+        path = Path(adapter_dir) / "train_config.json"
+        if not path.exists():
+            raise TrainError(f"{adapter_dir} has no train_config.json (not written by `iirg train`)")
+        return cls.from_dict(json.loads(path.read_text())["config"])
+
+
+# ---------------------------------------------------------------- samples -> tensors
+
+def encode_samples(tokenizer, samples: list[dict], max_length: int) -> tuple[list[dict], int]:
+    """Token ids with labels -100 on the prompt, and the per-sample weight.
+
+    Returns the encoded samples and how many were dropped for exceeding max_length.
+    """
+    answers = prompts.AnswerEncoder(tokenizer)
+    prompt_ids = prompts.encode_prompts(tokenizer, [s["instruction"] for s in samples],
+                                        [s.get("input", "") for s in samples])
+    encoded, dropped = [], 0
+    for sample, prompt in zip(samples, prompt_ids):
+        answer = answers.encode(sample["output"])
+        if len(prompt) + len(answer) > max_length:
+            dropped += 1
+            continue
+        encoded.append({"input_ids": prompt + answer, "labels": [-100] * len(prompt) + answer,
+                        "weight": float(sample.get("weight", 1.0)), "task": sample.get("task", "nip")})
+    return encoded, dropped
+
+
+def collate(features: list[dict], pad_id: int) -> dict:
+    """Right-pad a micro-batch: input_ids, attention_mask, labels (-100 on padding), weights."""
+    import torch
+
+    width = max(len(f["input_ids"]) for f in features)
+    ids = torch.full((len(features), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(features), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(features), width), dtype=torch.long)
+    for row, f in enumerate(features):
+        n = len(f["input_ids"])
+        ids[row, :n] = torch.tensor(f["input_ids"])
+        labels[row, :n] = torch.tensor(f["labels"])
+        mask[row, :n] = 1
+    weights = torch.tensor([f["weight"] for f in features], dtype=torch.float32)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "weights": weights}
+
+
+def weighted_token_loss(logits, labels, weights):
+    """(sum over answer tokens of weight * cross-entropy, number of answer tokens).
+
+    logits (B, T, V), labels (B, T) with -100 off the answer, weights (B,). Position t predicts t+1.
+    """
+    import torch.nn.functional as F
+
+    shift_logits = logits[:, :-1, :].float()           # (B, T-1, V)
+    shift_labels = labels[:, 1:]                        # (B, T-1)
+    ce = F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+                         ignore_index=-100, reduction="none").view(shift_labels.shape)
+    answer = shift_labels.ne(-100)
+    total = (ce * answer * weights.to(ce.dtype)[:, None]).sum()
+    return total, answer.sum()
+
+
+class ListDataset:
+    """A map-style dataset over a list (what the Trainer's sampler needs)."""
+
+    def __init__(self, rows: list):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int):
+        return self.rows[index]
+
+
+# ---------------------------------------------------------------- the trainer
+
+def make_trainer_class():
+    """The Trainer subclass (built lazily so importing this module does not import transformers)."""
+    import torch
+    from transformers import Trainer
+
+    class WeightedTrainer(Trainer):
+        """Task-weighted token loss; `evaluate` = constrained-decoding Recall@10 on valid users."""
+
+        def __init__(self, *args, valid_eval=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.valid_eval = valid_eval
+            # Ask the Trainer to count answer tokens over the accumulated batch (num_items_in_batch).
+            self.model_accepts_loss_kwargs = True
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            weights = inputs.pop("weights")
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+            total, count = weighted_token_loss(outputs.logits, labels, weights)
+            if num_items_in_batch is None:
+                loss = total / count.clamp(min=1)
+            else:
+                loss = total / num_items_in_batch
+                if self.args.average_tokens_across_devices and self.args.world_size > 1:
+                    # num_items_in_batch is summed over processes and DDP averages gradients.
+                    loss = loss * self.args.world_size
+            return (loss, outputs) if return_outputs else loss
+
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            metrics = self.valid_eval(self.model, self.accelerator) if self.valid_eval else {}
+            metrics = {f"{metric_key_prefix}_{k}": v for k, v in metrics.items()}
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            return metrics
+
+    return WeightedTrainer
+
+
+class ValidEvaluation:
+    """Recall@10 / NDCG@10 of constrained beam search on a seeded sample of valid users.
+
+    Sharded over processes (each decodes its share, counts are summed), so data-parallel runs give
+    the same number as one process.
+    """
+
+    def __init__(self, tokenizer, data: InstructionData, config: TrainConfig):
+        from train.llm.decode import DecodeConfig, ItemTrie
+
+        rng = random.Random(config.seed)
+        valid = data.valid
+        chosen = rng.sample(range(len(valid)), min(config.eval_users, len(valid)))
+        self.cases = [{"user_id": valid[i]["user_id"], "history": valid[i]["history_item_ids"],
+                       "target": valid[i]["target_item_id"]} for i in sorted(chosen)]
+        self.tokenizer = tokenizer
+        self.titles = dict(zip(data.items["item_id"], data.items["title"]))
+        self.trie = ItemTrie.from_titles(tokenizer, data.items["item_id"].tolist(), data.items["title"].tolist())
+        self.max_history = data.max_history
+        self.decode = DecodeConfig(num_beams=config.eval_beams, batch_size=config.eval_batch_size)
+
+    def __call__(self, model, accelerator) -> dict:
+        import torch
+
+        from train.llm.decode import recommend
+
+        cases = self.cases[accelerator.process_index::accelerator.num_processes]
+        was_training = model.training
+        model.eval()
+        try:
+            result = recommend(model, self.tokenizer, self.trie, self.titles, cases, self.max_history,
+                               self.decode, progress=accelerator.is_main_process)
+        finally:
+            model.train(was_training)
+        ranks = {}
+        for user_id, item_id, rank in result.recommendations[["user_id", "item_id", "rank"]].itertuples(index=False):
+            ranks[(user_id, item_id)] = rank
+        hits = ndcg = 0.0
+        for case in cases:
+            rank = ranks.get((case["user_id"], case["target"]))
+            if rank is not None and rank <= 10:
+                hits += 1
+                ndcg += 1 / math.log2(rank + 1)
+        totals = torch.tensor([hits, ndcg, len(cases), result.stats["invalid"], result.stats["returned"]],
+                              dtype=torch.float64, device=accelerator.device)
+        totals = accelerator.reduce(totals, reduction="sum").tolist()
+        n = max(totals[2], 1)
+        return {"recall@10": totals[0] / n, "ndcg@10": totals[1] / n,
+                "invalid_rate": totals[3] / totals[4] if totals[4] else 0.0, "users": int(totals[2])}
+
+
+class StepCounter:
+    """Counts the optimizer steps this process ran (resume test: steps after a resume < total)."""
+
+    def __init__(self):
+        self.first_step = None
+        self.steps = 0
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        counter = self
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                counter.steps += 1
+                if counter.first_step is None:
+                    counter.first_step = state.global_step
+
+        return _Callback()
+
+
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    found = [p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
+
+
+def plot_loss_curve(log_history: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
+    valid = [(h["step"], h["eval_recall@10"]) for h in log_history if "eval_recall@10" in h]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="training loss (weighted CE / answer token)", color="tab:blue")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    if valid:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*valid), "o-", color="tab:orange", label="valid Recall@10")
+        ax2.set_ylabel("valid Recall@10")
+        ax2.legend(loc="upper right")
+    ax.legend(loc="upper left")
+    ax.set_title(title)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, value: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(value, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    metrics: dict
+    model: object          # the trained PeftModel (selected adapter loaded), for callers and tests
+    tokenizer: object
+    steps_this_run: int
+    first_step_this_run: int | None
+
+
+def finetune(config: TrainConfig) -> TrainResult:
+    """Fine-tune config.model with LoRA on config.data; write the adapter folder config.out.
+
+    Raises:
+        TrainError: bad settings, an output folder from another run without --resume, or nothing
+            to resume from.
+        LlmDataError: the data folder is missing or lacks a requested task.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import TrainingArguments, set_seed
+
+    from train.llm.modeling import load_base_model, load_tokenizer, target_modules_for
+
+    if not config.model or not config.data or not config.out:
+        raise TrainError("model, data and out are required")
+    out = Path(config.out)
+    checkpoints = out / "checkpoints"
+    resume_from = latest_checkpoint(checkpoints) if config.resume else None
+    if config.resume and resume_from is None:
+        raise TrainError(f"--resume: no checkpoint in {checkpoints}")
+    if not config.resume and (out / "train_config.json").exists():
+        raise TrainError(f"{out} already holds a trained adapter; pass --resume to continue it or "
+                         f"choose another --out")
+
+    set_seed(config.seed)
+    data = load_instruction_data(config.data, config.tasks)
+    tokenizer = load_tokenizer(config.model, padding_side="right")
+    samples = [s for task in data.train for s in data.train[task]]
+    encoded, dropped = encode_samples(tokenizer, samples, config.max_length)
+    if not encoded:
+        raise TrainError(f"no training sample fits max_length={config.max_length} tokens")
+    load_dtype = "bfloat16" if config.bf16 else "float16" if config.fp16 else "float32"
+    model = load_base_model(config.model, dtype=load_dtype)
+    model_type = model.config.model_type
+    targets = target_modules_for(model_type, config.target_modules)
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=targets, task_type="CAUSAL_LM", bias="none")
+    model = get_peft_model(model, lora)
+    if config.gradient_checkpointing:
+        model.enable_input_require_grads()  # frozen embeddings: let checkpointed blocks get gradients
+
+    evaluate = config.eval_users > 0 and len(data.valid) > 0
+    args = TrainingArguments(
+        output_dir=str(checkpoints), num_train_epochs=config.epochs, max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.lr, weight_decay=config.weight_decay, lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio, logging_steps=config.logging_steps, logging_first_step=True,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
+        eval_strategy="steps" if evaluate else "no", eval_steps=config.eval_steps if evaluate else None,
+        load_best_model_at_end=evaluate, metric_for_best_model="recall@10" if evaluate else None,
+        greater_is_better=True, seed=config.seed, bf16=config.bf16, fp16=config.fp16,
+        # transformers 5 calls it activation checkpointing; non-reentrant works with frozen inputs.
+        **({"activation_checkpointing": True, "activation_checkpointing_kwargs": {"use_reentrant": False}}
+           if config.gradient_checkpointing else {}),
+        remove_unused_columns=False, report_to="none", dataloader_num_workers=config.dataloader_workers,
+        include_num_input_tokens_seen="non_padding", ddp_find_unused_parameters=False,
+        use_cpu=not torch.cuda.is_available())
+    counter = StepCounter()
+    trainer_class = make_trainer_class()
+    trainer = trainer_class(
+        model=model, args=args, train_dataset=ListDataset(encoded),
+        eval_dataset=ListDataset(data.valid) if evaluate else None,
+        data_collator=lambda features: collate(features, tokenizer.pad_token_id),
+        processing_class=tokenizer, callbacks=[counter.callback()],
+        valid_eval=ValidEvaluation(tokenizer, data, config) if evaluate else None)
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+
+    state = trainer.state
+    valid_history = [{k.removeprefix("eval_"): v for k, v in h.items() if k.startswith("eval_") or k == "step"}
+                     for h in state.log_history if "eval_recall@10" in h]
+    task_counts = {t: sum(1 for e in encoded if e["task"] == t) for t in data.train}
+    metrics = {
+        "global_step": state.global_step,
+        "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
+        "steps_this_run": counter.steps,
+        "train_loss": output.training_loss,
+        "train_runtime_s": output.metrics.get("train_runtime"),
+        "tokens_seen": state.num_input_tokens_seen,
+        "tokens_per_s": (state.num_input_tokens_seen / output.metrics["train_runtime"]
+                         if output.metrics.get("train_runtime") else None),
+        "samples": task_counts, "dropped_too_long": dropped,
+        "valid": valid_history,
+        "best_step": int(state.best_model_checkpoint.split("-")[-1]) if state.best_model_checkpoint else None,
+        "best_valid_recall@10": state.best_metric,
+        "selected": "best valid Recall@10 checkpoint" if state.best_model_checkpoint else "last step",
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+    if trainer.is_world_process_zero():
+        _save_adapter(trainer.model, tokenizer, out)
+        _write_json(out / "metrics.json", metrics)
+        _write_json(out / "train_config.json", {
+            "config": config.to_dict(), "base_model": config.model, "model_type": model_type,
+            "target_modules": targets, "data_config": data.meta, "git_commit": git_commit(),
+            "torch_version": torch.__version__})
+        plot_loss_curve(state.log_history, out / "loss_curve.png", f"{out.name}: {'+'.join(data.train)}")
+    return TrainResult(out=out, metrics=metrics, model=trainer.model, tokenizer=tokenizer,
+                       steps_this_run=counter.steps, first_step_this_run=counter.first_step)
+
+
+def _save_adapter(model, tokenizer, out: Path) -> None:
+    """Write adapter + tokenizer to a temporary folder, then move the files in (never half-written)."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        for path in tmp.iterdir():
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

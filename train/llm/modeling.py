@@ -1,0 +1,105 @@
+"""Loading base models, tokenizers and LoRA adapters, offline-first, the same way in every command.
+
+Tokenizers saved by `iirg tiny-model` declare `tokenizer_class: PreTrainedTokenizerFast`; they are
+loaded with that class directly because `AutoTokenizer` would pick the architecture's own tokenizer
+class (Llama's, Qwen2's) and rebuild pre-tokenization rules the tiny BPE was not trained with.
+`padding_side` is not saved by `save_pretrained`, so it is set on every load: left for generation
+(prompts end where the answer starts), right for training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ingest.errors import IirgError
+
+# LoRA target modules per architecture (model_type): attention projections + MLP, the usual set for
+# instruction tuning. Unknown architectures fall back to every Linear layer ("all-linear").
+TARGET_MODULES = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "qwen3": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gemma": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gemma2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+    "gpt2": ["c_attn", "c_proj", "c_fc"],
+    "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    "opt": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+}
+
+
+class ModelLoadError(IirgError):
+    """A base model, tokenizer or adapter could not be loaded."""
+
+
+def target_modules_for(model_type: str, requested: str = "auto") -> list[str] | str:
+    """LoRA target modules: the per-architecture default for "auto", else the comma list given."""
+    if requested and requested != "auto":
+        names = [m.strip() for m in requested.split(",") if m.strip()]
+        return names[0] if names == ["all-linear"] else names
+    return TARGET_MODULES.get(model_type, "all-linear")
+
+
+def load_tokenizer(path: str, *, padding_side: str = "left"):
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    config_path = Path(path) / "tokenizer_config.json"
+    try:
+        declared = json.loads(config_path.read_text()).get("tokenizer_class") if config_path.exists() else None
+        if declared == "PreTrainedTokenizerFast":
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"cannot load the tokenizer of {path!r}: {e}") from e
+    if tokenizer.pad_token_id is None:
+        # Qwen base / Llama tokenizers often have no pad token: padding positions are masked anyway.
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def load_base_model(path: str, *, dtype: str = "auto", device: str | None = None):
+    """A causal LM from a local folder or hub id (downloads only if not cached and online)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16,
+                   "float16": torch.float16}[dtype]
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"cannot load the model {path!r}: {e} (for offline use pass a local folder, "
+                             f"e.g. one made by `iirg tiny-model` or a downloaded Hugging Face snapshot)") from e
+    if device:
+        model.to(device)
+    return model
+
+
+def load_adapter_model(base_path: str, adapter_path: str | None, *, dtype: str = "auto",
+                       device: str | None = None):
+    """Base model with a LoRA adapter on top (or the bare base model when adapter_path is None)."""
+    model = load_base_model(base_path, dtype=dtype, device=device)
+    if adapter_path is None:
+        return model.eval()
+    from peft import PeftModel
+
+    if not (Path(adapter_path) / "adapter_config.json").exists():
+        raise ModelLoadError(f"{adapter_path} has no adapter_config.json: not a LoRA adapter folder")
+    model = PeftModel.from_pretrained(model, adapter_path)
+    return model.eval()
+
+
+def pick_device(requested: str | None = None) -> str:
+    import torch
+
+    if requested:
+        return requested
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
