@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from graph import queries as Q
 from graph.config import GraphConfig
+from graph.errors import GraphError
 from graph.semantic import EmbeddingStats, embed_items, item_texts, topk_cosine
 from graph.store import GraphStore
 from ingest.schema import Dataset, replace_dir
@@ -260,6 +261,9 @@ def build_graph(dataset: Dataset, store: GraphStore, config: GraphConfig,
                                                            config.embed_batch_size, progress)
         if store.dialect == "ladybug":
             # Built in a fresh database that build_run swaps in whole: no transaction needed.
+            if "Item" in {t["name"] for t in store.run("CALL show_tables() RETURN name")}:
+                raise GraphError("build_graph needs an empty embedded store; `build_run` rebuilds a "
+                                 "run's graph in a fresh folder and swaps it in")
             with report.stage("load", bar):
                 load_dataset(store, dataset, embeddings, "ladybug")
             relations = build_relations(store, "ladybug", dataset, config, report, bar, embeddings, progress)
@@ -300,11 +304,18 @@ def build_run(run: "RunPaths", dataset: Dataset, store_config: "StoreConfig", co
     from graph.store import StoreConfig, open_store
 
     if store_config.backend == "embedded":
+        db_name = Path(store_config.path).name
         store_dir = Path(store_config.path).parent
+        # The folder is swapped in whole, so it must hold nothing but this database's files.
+        strangers = [p.name for p in store_dir.iterdir() if not p.name.startswith(db_name)] \
+            if store_dir.is_dir() else []
+        if strangers:
+            raise GraphError(f"{store_dir} holds other files ({', '.join(sorted(strangers)[:3])}); the "
+                             "embedded graph needs a folder of its own")
         store_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp_dir = Path(tempfile.mkdtemp(prefix=f".{store_dir.name}.", dir=store_dir.parent))
         try:
-            tmp_config = StoreConfig(backend="embedded", path=tmp_dir / Path(store_config.path).name)
+            tmp_config = StoreConfig(backend="embedded", path=tmp_dir / db_name)
             with open_store(tmp_config) as store:
                 relations, report = build_graph(dataset, store, config, progress)
             replace_dir(tmp_dir, store_dir)

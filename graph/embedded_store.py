@@ -55,6 +55,12 @@ class EmbeddedStore:
             self._execute(query, {"rows": rows[start:start + batch_size]})
         return len(rows)
 
+    def run_limited(self, query: str, params: dict | None = None, *, limit: int,
+                    timeout_s: float | None = None):
+        """At most `limit` rows (+1 to detect truncation), fetched without loading the whole result."""
+        from graph.console import fetch_ladybug
+        return fetch_ladybug(self._conn, query, params, limit=limit, timeout_s=timeout_s)
+
     def set_timeout(self, timeout_s: float | None) -> None:
         """Interrupt any later query that runs longer than this (None = no limit)."""
         self._conn.set_query_timeout(int(timeout_s * 1000) if timeout_s else 0)

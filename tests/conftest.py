@@ -12,6 +12,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+pytest_plugins = ["neo4j_support"]  # neo4j_config / store_config fixtures (testcontainers)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
