@@ -105,11 +105,15 @@ def test_non_integer_ids_and_timestamps(tmp_path):
     assert (error.line, error.field) == (7, "user_id")
 
 
-def test_missing_value_and_overflow(tmp_path):
-    data = GOOD_DATA + ["3\t\t5\t10", "3\t1\t5\t99999999999999999999", "3\t2\t5\t11", "3\t3\t5\t12"]
+def test_missing_value_overflow_hex_and_nan(tmp_path):
+    data = GOOD_DATA + ["3\t\t5\t10", "3\t1\t5\t99999999999999999999", "3\t0x2\t5\t11", "3\t4\tnan\t11",
+                        "3\t2\t5\t11", "3\t3\t5\t12"]
     ds = load(ml_folder(tmp_path, data))
-    assert ds.report.counts == {"missing_value": 1, "bad_value": 1}
-    assert "out of range" in ds.report.examples["bad_value"][0]
+    assert ds.report.counts == {"missing_value": 1, "bad_value": 3}
+    examples = ds.report.examples["bad_value"]
+    assert any("out of range" in e for e in examples)
+    assert any("not an integer: '0x2'" in e for e in examples) and any("not a number: 'nan'" in e for e in examples)
+    assert ds.sequences()["3"] == ["2", "3"]
 
 
 def test_p5_non_integer_item_skips_the_whole_line(tmp_path):
