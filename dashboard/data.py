@@ -1,0 +1,448 @@
+"""What the dashboard pages show, assembled from graph queries and the run folder's files.
+
+No Streamlit in here: the pages call these functions through the cached wrappers of
+`dashboard.cache`, and bench/bench_dashboard.py times exactly the same functions.
+
+    from dashboard.data import user_view
+    view = user_view(store, "42")            # history, target, NEXT path, neighbours, top-K lists
+
+Graph side (`graph.dashboard_queries`): the per-user view, the item view, title search, counts.
+Files side (written by `iirg analyze` / `iirg baseline` / `iirg evaluate`, read as plain JSON and
+Parquet; the dashboard never imports train/):
+    models/<model>/metrics_<split>.json          overall, per segment, groups, memorization rate
+    models/<model>/recommendations_<split>.parquet  user_id, item_id, rank (after history removal)
+    models/<model>/users_<split>.parquet         the evaluated subset, when the model ran on one
+    analysis/segments_<split>.parquet            user_id, segment, target_item_id, ...
+
+Gain decomposition between models A and B (same definition as train.evaluate.compare_gains): over
+the users both were evaluated on, with per-user gain difference d_u = g_A(u) - g_B(u),
+
+    delta = mean_u d_u = sum_s (n_s / n) * mean_{u in s} d_u = sum_s contribution_s    (exact)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graph.dashboard_queries import RELATION_COUNT_QUERIES, queries_for
+from graph.store import GraphStore
+
+# Segment names as `train.segments` writes them, in the order the pages show them, with labels.
+SEGMENT_LABELS = {
+    "one_hop": "one-hop covered",
+    "two_hop": "2-hop",
+    "three_hop": "3-hop",
+    "beyond": "beyond 3 hops",
+    "semantic_only": "semantic only",
+    "unreachable": "unreachable",
+}
+HISTORY_SPLITS = {"test": ["train", "valid"], "valid": ["train"]}  # what precedes each target
+
+
+def segment_label(segment: str | None) -> str:
+    if segment is None or (isinstance(segment, float) and math.isnan(segment)):
+        return "not labelled"
+    return SEGMENT_LABELS.get(segment, segment)
+
+
+def _none(value):
+    """pandas' missing markers (NaN, NA) -> None; numpy scalars -> Python scalars."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+# ==================================================================================================
+# User explorer
+# ==================================================================================================
+@dataclass
+class NextPath:
+    """The shortest NEXT path last item -> target (hops == 1: one-hop memorization)."""
+
+    item_ids: list[str]
+    titles: list[str]
+    counts: list[int]
+
+    @property
+    def hops(self) -> int:
+        return len(self.item_ids) - 1
+
+
+@dataclass
+class UserView:
+    user_id: str
+    split: str = "test"
+    found: bool = False
+    problem: str | None = None            # why there is nothing to explain (unknown user, no target...)
+    segment: str | None = None            # from the User node (test split, written by `iirg analyze`)
+    hop: int | None = None
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)   # pos, split, ts, item_id, title, ...
+    target: dict | None = None            # item_id, title, pos, popularity
+    last: dict | None = None
+    path: NextPath | None = None          # None: no NEXT path of at most MAX_PATH_HOPS hops
+    next_links: pd.DataFrame = field(default_factory=pd.DataFrame)     # history items -NEXT-> target
+    collab_links: pd.DataFrame = field(default_factory=pd.DataFrame)   # history items -COLLAB-> target
+    similar_links: pd.DataFrame = field(default_factory=pd.DataFrame)  # history items -SIMILAR-> target
+    recommendations: pd.DataFrame = field(default_factory=pd.DataFrame)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def one_hop(self) -> bool:
+        return self.path is not None and self.path.hops == 1
+
+    @property
+    def has_explanation(self) -> bool:
+        return self.path is not None or any(len(f) for f in (self.next_links, self.collab_links,
+                                                             self.similar_links))
+
+
+class _Timer:
+    def __init__(self, seconds: dict):
+        self.seconds = seconds
+
+    def __call__(self, store: GraphStore, name: str, query: str, params: dict) -> pd.DataFrame:
+        start = time.perf_counter()
+        frame = store.run_df(query, params)
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+        return frame
+
+
+def user_view(store: GraphStore, user_id: str, *, split: str = "test", k: int = 10) -> UserView:
+    """Everything the user explorer shows for one user: at most 11 indexed queries.
+
+    The target is the user's `split` item (test: the last one); the history is what precedes it.
+    """
+    q = queries_for(store.dialect)
+    view = UserView(user_id=str(user_id), split=split)
+    run = _Timer(view.seconds)
+    user = run(store, "user", q.USER_QUERY, {"user_id": view.user_id})
+    if user.empty:
+        view.problem = f"there is no user with id {view.user_id!r} in the graph"
+        return view
+    view.found = True
+    row = user.iloc[0]
+    view.segment = _none(row["segment"]) if split == "test" else None
+    hop = _none(row["hop"])
+    view.hop = int(hop) if hop is not None and split == "test" else None
+    sequence = run(store, "history", q.HISTORY_QUERY, {"user_id": view.user_id})
+    history_splits = HISTORY_SPLITS[split]
+    targets = sequence[sequence["split"] == split]
+    view.history = sequence[sequence["split"].isin(history_splits)].reset_index(drop=True)
+    if targets.empty or view.history.empty:
+        view.problem = (f"user {view.user_id} has {len(sequence)} interaction(s): no {split} target "
+                        f"with a non-empty history (sequences of one or two items are not evaluated)")
+        return view
+    view.target = _record(targets.iloc[0])
+    view.last = _record(view.history.iloc[-1])
+    target_id, last_id = view.target["item_id"], view.last["item_id"]
+
+    edge = run(store, "next_edge", q.NEXT_EDGE_QUERY, {"source_item_id": last_id, "target_item_id": target_id})
+    if len(edge):
+        view.path = NextPath([last_id, target_id], [view.last["title"], view.target["title"]],
+                             [int(edge["count"].iloc[0])])
+    elif last_id != target_id:  # a path from an item to itself is a cycle; the path queries find none
+        path = run(store, "shortest_path", q.SHORTEST_NEXT_PATH_QUERY,
+                   {"source_item_id": last_id, "target_item_id": target_id})
+        if len(path):
+            p = path.iloc[0]
+            view.path = NextPath([str(i) for i in p["item_ids"]], [str(t) for t in p["titles"]],
+                                 [int(c) for c in p["counts"]])
+    params = {"user_id": view.user_id, "target_item_id": target_id, "history_splits": history_splits}
+    view.next_links = run(store, "next_links", q.HISTORY_NEXT_TO_TARGET_QUERY, params)
+    view.collab_links = run(store, "collab_links", q.HISTORY_COLLAB_TO_TARGET_QUERY, params)
+    view.similar_links = run(store, "similar_links", q.HISTORY_SIMILAR_TO_TARGET_QUERY, params)
+    view.recommendations = _recommendations(store, q, run, view, k)
+    return view
+
+
+def _record(row: pd.Series) -> dict:
+    return {k: _none(v) for k, v in row.items()}
+
+
+def _recommendations(store, q, run, view: UserView, k: int) -> pd.DataFrame:
+    """Each model's top-k with badge columns hit / memorized / collab / semantic."""
+    recs = run(store, "recommendations", q.RECOMMENDATIONS_QUERY,
+               {"user_id": view.user_id, "split": view.split, "k": int(k)})
+    columns = ["model", "rank", "item_id", "title", "hit", "memorized", "collab", "semantic"]
+    if recs.empty:
+        return pd.DataFrame(columns=columns)
+    item_ids = sorted(set(recs["item_id"].astype(str)))
+    successors = run(store, "badge_successors", q.SUCCESSORS_AMONG_QUERY,
+                     {"source_item_id": view.last["item_id"], "item_ids": item_ids})
+    params = {"user_id": view.user_id, "history_splits": HISTORY_SPLITS[view.split], "item_ids": item_ids}
+    collab = run(store, "badge_collab", q.HISTORY_COLLAB_AMONG_QUERY, params)
+    similar = run(store, "badge_similar", q.HISTORY_SIMILAR_AMONG_QUERY, params)
+    recs = recs.assign(item_id=recs["item_id"].astype(str), rank=recs["rank"].astype(int))
+    recs["hit"] = recs["item_id"] == view.target["item_id"]
+    recs["memorized"] = recs["item_id"].isin(set(successors["item_id"].astype(str)))
+    recs["collab"] = recs["item_id"].isin(set(collab["item_id"].astype(str)))
+    recs["semantic"] = recs["item_id"].isin(set(similar["item_id"].astype(str)))
+    return recs[columns].sort_values(["model", "rank"], ignore_index=True)
+
+
+def random_user(store: GraphStore, segment: str | None, n_users: int, rng: random.Random) -> str | None:
+    """A uniformly drawn user id (of `segment` when given); `n_users` is how many there are."""
+    if n_users <= 0:
+        return None
+    q = queries_for(store.dialect)
+    skip = rng.randrange(n_users)
+    if segment is None:
+        frame = store.run_df(q.USER_AT_QUERY, {"skip": skip})
+    else:
+        frame = store.run_df(q.SEGMENT_USER_AT_QUERY, {"segment": segment, "skip": skip})
+    return str(frame["user_id"].iloc[0]) if len(frame) else None
+
+
+# ==================================================================================================
+# Item explorer
+# ==================================================================================================
+@dataclass
+class ItemView:
+    item_id: str
+    found: bool = False
+    item: dict = field(default_factory=dict)
+    degree: dict = field(default_factory=dict)     # successors, predecessors, transition totals
+    successors: pd.DataFrame = field(default_factory=pd.DataFrame)
+    predecessors: pd.DataFrame = field(default_factory=pd.DataFrame)
+    collab: pd.DataFrame = field(default_factory=pd.DataFrame)
+    similar: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def item_view(store: GraphStore, item_id: str, *, limit: int = 20) -> ItemView:
+    q = queries_for(store.dialect)
+    view = ItemView(item_id=str(item_id))
+    item = store.run_df(q.ITEM_QUERY, {"item_id": view.item_id})
+    if item.empty:
+        return view
+    view.found = True
+    view.item = _record(item.iloc[0])
+    degree = store.run_df(q.ITEM_DEGREE_QUERY, {"item_id": view.item_id})
+    view.degree = {k: int(_none(v) or 0) for k, v in degree.iloc[0].items()} if len(degree) else {}
+    params = {"item_id": view.item_id, "limit": int(limit)}
+    view.successors = store.run_df(q.ITEM_SUCCESSORS_QUERY, params)
+    view.predecessors = store.run_df(q.ITEM_PREDECESSORS_QUERY, params)
+    view.collab = store.run_df(q.ITEM_COLLAB_QUERY, {"item_id": view.item_id})
+    view.similar = store.run_df(q.ITEM_SIMILAR_QUERY, {"item_id": view.item_id})
+    return view
+
+
+def search_titles(store: GraphStore, text: str, *, limit: int = 25) -> pd.DataFrame:
+    q = queries_for(store.dialect)
+    return store.run_df(q.TITLE_SEARCH_QUERY, {"text": text, "limit": int(limit)})
+
+
+# ==================================================================================================
+# Overview: graph counts and segments
+# ==================================================================================================
+def graph_counts(store: GraphStore) -> dict[str, int]:
+    q = queries_for(store.dialect)
+    counts = {k: int(v) for k, v in store.run_df(q.NODE_COUNTS_QUERY).iloc[0].items()}
+    for name, query in RELATION_COUNT_QUERIES.items():
+        counts[name] = int(store.run_df(query)["n"].iloc[0])
+    return counts
+
+
+def segment_counts(store: GraphStore) -> pd.DataFrame:
+    """segment, label, n_users, share (in SEGMENT_LABELS order); empty when no user is labelled."""
+    q = queries_for(store.dialect)
+    frame = store.run_df(q.SEGMENT_COUNTS_QUERY)
+    if frame.empty:
+        return pd.DataFrame(columns=["segment", "label", "n_users", "share"])
+    order = {name: i for i, name in enumerate(SEGMENT_LABELS)}
+    frame = frame.assign(n_users=frame["n_users"].astype(int),
+                         order=frame["segment"].map(lambda s: order.get(s, len(order))))
+    frame = frame.sort_values(["order", "segment"], ignore_index=True).drop(columns="order")
+    frame.insert(1, "label", frame["segment"].map(segment_label))
+    frame["share"] = frame["n_users"] / frame["n_users"].sum()
+    return frame
+
+
+def recommended_models(store: GraphStore) -> pd.DataFrame:
+    q = queries_for(store.dialect)
+    return store.run_df(q.RECOMMENDED_MODELS_QUERY)
+
+
+# ==================================================================================================
+# Run folder: manifest, evaluated models, gain decomposition
+# ==================================================================================================
+def read_json(path: Path) -> dict | None:
+    """A JSON file's content, or None when it is absent or unreadable (half-written, not JSON)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def export_manifest(run_root: Path) -> dict | None:
+    return read_json(Path(run_root) / "export" / "manifest.json")
+
+
+@dataclass
+class ModelMetrics:
+    model: str
+    split: str
+    path: Path
+    metrics: dict
+
+
+def load_model_metrics(run_root: Path, split: str) -> tuple[list[ModelMetrics], list[str]]:
+    """Every models/<model>/metrics_<split>.json, sorted by model; plus the files that were skipped."""
+    models, skipped = [], []
+    folder = Path(run_root) / "models"
+    for path in sorted(folder.glob(f"*/metrics_{split}.json")) if folder.is_dir() else []:
+        metrics = read_json(path)
+        if not isinstance(metrics, dict) or "segments" not in metrics or "overall" not in metrics:
+            skipped.append(str(path))
+            continue
+        models.append(ModelMetrics(model=path.parent.name, split=split, path=path, metrics=metrics))
+    return models, skipped
+
+
+def available_ks(models: list[ModelMetrics]) -> list[int]:
+    """Cut-offs every model reports (metric keys recall@K)."""
+    common = None
+    for m in models:
+        ks = {int(key.split("@")[1]) for key in m.metrics["overall"] if key.startswith("recall@")}
+        common = ks if common is None else common & ks
+    return sorted(common or [])
+
+
+def segment_metrics_table(models: list[ModelMetrics], k: int) -> pd.DataFrame:
+    """One row per model x (all users, each segment, covered/uncovered groups)."""
+    rows = []
+    for m in models:
+        overall = m.metrics["overall"]
+        n_users = m.metrics.get("n_users")
+        rows.append({"model": m.model, "group": "all users", "segment": "all", "n_users": n_users,
+                     "share": 1.0, "recall": overall.get(f"recall@{k}"), "ndcg": overall.get(f"ndcg@{k}")})
+        for segment, values in m.metrics["segments"].items():
+            rows.append({"model": m.model, "group": segment_label(segment), "segment": segment,
+                         "n_users": values.get("n_users"), "share": values.get("share"),
+                         "recall": values.get(f"recall@{k}"), "ndcg": values.get(f"ndcg@{k}")})
+        for group, values in (m.metrics.get("groups") or {}).items():
+            rows.append({"model": m.model, "group": f"({group})", "segment": group,
+                         "n_users": values.get("n_users"),
+                         "share": (values.get("n_users") or 0) / n_users if n_users else None,
+                         "recall": values.get(f"recall@{k}"), "ndcg": values.get(f"ndcg@{k}")})
+    return pd.DataFrame(rows, columns=["model", "group", "segment", "n_users", "share", "recall", "ndcg"])
+
+
+def memorization_table(models: list[ModelMetrics], k: int) -> pd.DataFrame:
+    rows = []
+    for m in models:
+        hits = (m.metrics.get("one_hop_hits") or {}).get(f"@{k}", {})
+        rows.append({"model": m.model, "users": m.metrics.get("n_users"),
+                     "subset": bool(m.metrics.get("subset")),
+                     f"memorization rate@{k}": (m.metrics.get("memorization_rate") or {}).get(f"@{k}"),
+                     f"hits@{k}": hits.get("hits"), f"hits on one-hop covered users@{k}": hits.get("covered_hits"),
+                     "share of hits from covered users": hits.get("share_of_hits")})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class Decomposition:
+    model_a: str
+    model_b: str
+    metric: str
+    n_users: int
+    delta: float                  # mean over common users of g_A - g_B
+    table: pd.DataFrame           # segment, label, n_users, share, mean_a, mean_b, delta, contribution
+    source: str                   # how it was computed (per-user lists, or per-segment means)
+
+    @property
+    def covered_share(self) -> float | None:
+        """Share of the gain that comes from one-hop covered users (None when delta is 0)."""
+        if self.delta == 0:
+            return None
+        row = self.table[self.table["segment"] == "one_hop"]
+        return float(row["contribution"].iloc[0] / self.delta) if len(row) else 0.0
+
+
+def _per_user_gains(run_root: Path, model: str, split: str, segments: pd.DataFrame, metric: str,
+                    k: int) -> pd.Series | None:
+    """Per evaluated user gain of `model` (index user_id), from its evaluated lists; None if absent."""
+    folder = Path(run_root) / "models" / model
+    path = folder / f"recommendations_{split}.parquet"
+    if not path.exists():
+        return None
+    lists = pd.read_parquet(path, columns=["user_id", "item_id", "rank"])
+    lists = lists.assign(user_id=lists["user_id"].astype(str), item_id=lists["item_id"].astype(str))
+    target = segments.set_index("user_id")["target_item_id"]
+    hits = lists[lists["item_id"].to_numpy() == target.reindex(lists["user_id"]).to_numpy()]
+    rank = hits.groupby("user_id")["rank"].min().reindex(segments["user_id"]).fillna(0).to_numpy()
+    gain = np.where((rank >= 1) & (rank <= k), 1.0, 0.0)
+    if metric == "ndcg":
+        gain = np.where(gain > 0, 1.0 / np.log2(np.maximum(rank, 1) + 1.0), 0.0)
+    users = folder / f"users_{split}.parquet"
+    evaluated = pd.read_parquet(users)["user_id"].astype(str) if users.exists() else segments["user_id"]
+    series = pd.Series(gain, index=segments["user_id"].to_numpy())
+    return series[series.index.isin(set(evaluated))]
+
+
+def gain_decomposition(run_root: Path, split: str, model_a: ModelMetrics, model_b: ModelMetrics,
+                       metric: str, k: int) -> Decomposition:
+    """Decompose metric@k(A) - metric@k(B) over segments (see the module docstring).
+
+    Exact per user from the evaluated lists and analysis/segments_<split>.parquet when both exist
+    (restricted to the users both models were evaluated on); otherwise from the per-segment means of
+    the two metrics files, which is exact when both were evaluated on the same users.
+    """
+    if metric not in ("recall", "ndcg"):
+        raise ValueError("metric must be 'recall' or 'ndcg'")
+    run_root = Path(run_root)
+    seg_path = run_root / "analysis" / f"segments_{split}.parquet"
+    if seg_path.exists():
+        segments = pd.read_parquet(seg_path, columns=["user_id", "segment", "target_item_id"])
+        segments = segments.assign(user_id=segments["user_id"].astype(str),
+                                   target_item_id=segments["target_item_id"].astype(str))
+        gains_a = _per_user_gains(run_root, model_a.model, split, segments, metric, k)
+        gains_b = _per_user_gains(run_root, model_b.model, split, segments, metric, k)
+        if gains_a is not None and gains_b is not None:
+            common = gains_a.index.intersection(gains_b.index)
+            seg = segments.set_index("user_id")["segment"].reindex(common)
+            frame = pd.DataFrame({"segment": seg.to_numpy(), "a": gains_a[common].to_numpy(),
+                                  "b": gains_b[common].to_numpy()})
+            n = len(frame)
+            grouped = frame.groupby("segment", sort=False).agg(n_users=("a", "size"), mean_a=("a", "mean"),
+                                                                mean_b=("b", "mean"))
+            grouped = grouped.reindex([s for s in SEGMENT_LABELS if s in grouped.index]
+                                      + [s for s in grouped.index if s not in SEGMENT_LABELS])
+            table = _decomposition_table(grouped.rename_axis("segment").reset_index(), n)
+            delta = float((frame["a"] - frame["b"]).mean()) if n else 0.0
+            return Decomposition(model_a.model, model_b.model, f"{metric}@{k}", n, delta, table,
+                                 source=f"per user, from the evaluated lists of the {n:,} users both models "
+                                        "were evaluated on")
+    rows = []
+    seg_a, seg_b = model_a.metrics["segments"], model_b.metrics["segments"]
+    same_users = (model_a.metrics.get("n_users") == model_b.metrics.get("n_users")
+                  and not model_a.metrics.get("subset") and not model_b.metrics.get("subset"))
+    for segment in [s for s in SEGMENT_LABELS if s in seg_a] + [s for s in seg_a if s not in SEGMENT_LABELS]:
+        a, b = seg_a[segment], seg_b.get(segment, {})
+        rows.append({"segment": segment, "n_users": a.get("n_users", 0),
+                     "mean_a": a.get(f"{metric}@{k}", 0.0), "mean_b": b.get(f"{metric}@{k}", 0.0)})
+    grouped = pd.DataFrame(rows)
+    n = int(grouped["n_users"].sum()) if len(grouped) else 0
+    table = _decomposition_table(grouped, n)
+    delta = float(table["contribution"].sum()) if n else 0.0
+    source = "per segment, from the two metrics files"
+    if not same_users:
+        source += " (the models were evaluated on different users: approximate)"
+    return Decomposition(model_a.model, model_b.model, f"{metric}@{k}", n, delta, table, source=source)
+
+
+def _decomposition_table(grouped: pd.DataFrame, n: int) -> pd.DataFrame:
+    table = grouped.copy()
+    table.insert(1, "label", table["segment"].map(segment_label))
+    table["n_users"] = table["n_users"].astype(int)
+    table["share"] = table["n_users"] / n if n else 0.0
+    table["delta"] = table["mean_a"] - table["mean_b"]
+    table["contribution"] = table["share"] * table["delta"]
+    return table[["segment", "label", "n_users", "share", "mean_a", "mean_b", "delta", "contribution"]]

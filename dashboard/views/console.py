@@ -1,0 +1,128 @@
+"""Cypher console page: run a read-only query with $parameters, a row limit and a timeout; see the
+result as a table and, when it holds nodes and relationships, as a drawing.
+
+Read-only on both backends through `graph.console.run_read_query`: a query guard refuses writing,
+administrative and file-touching statements, and the store is opened in the database's own read-only
+mode. Example queries (one per dashboard page concept) come from graph/dashboard_queries.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import cache
+from dashboard.drawing import legend_for, result_dot
+from graph.console import run_read_query
+from graph.dashboard_queries import CONSOLE_EXAMPLES
+from graph.errors import ReadOnlyViolation, StoreUnavailable
+from ingest.errors import IirgError
+
+ctx = cache.context(require_graph=False)
+config = ctx.settings.store
+dialect = "neo4j" if config.backend == "neo4j" else "ladybug"
+st.title("Cypher console")
+st.caption(f"Read-only Cypher on {config.describe()} ({'Neo4j' if dialect == 'neo4j' else 'LadybugDB'} "
+           "dialect). Writes, schema changes, file access and admin commands are refused. Values go in "
+           "as `$parameters` (a JSON object).")
+
+if "console_query" not in st.session_state:
+    st.session_state["console_query"] = CONSOLE_EXAMPLES[0].text(dialect)
+    st.session_state["console_params"] = json.dumps(CONSOLE_EXAMPLES[0].params)
+
+
+def load_example() -> None:
+    title = st.session_state["console_example"]
+    example = next(e for e in CONSOLE_EXAMPLES if e.title == title)
+    st.session_state["console_query"] = example.text(dialect)
+    st.session_state["console_params"] = json.dumps(example.params)
+    st.session_state.pop("console_result", None)
+
+
+st.selectbox("Example queries", [e.title for e in CONSOLE_EXAMPLES], key="console_example",
+             on_change=load_example, index=0)
+query = st.text_area("Query", key="console_query", height=150)
+c1, c2, c3, c4 = st.columns([4, 1, 1, 1], vertical_alignment="bottom")
+params_text = c1.text_input("Parameters (JSON object)", key="console_params")
+row_limit = c2.number_input("Row limit", min_value=1, max_value=10_000, value=200, step=50, key="console_limit")
+timeout = c3.number_input("Timeout (s)", min_value=1, max_value=300, value=10, key="console_timeout")
+run_clicked = c4.button("Run", type="primary", key="console_run", width="stretch")
+
+if run_clicked:
+    st.session_state.pop("console_result", None)
+    st.session_state.pop("console_error", None)
+    try:
+        params = json.loads(params_text) if params_text.strip() else {}
+        if not isinstance(params, dict):
+            raise ValueError("the parameters must be a JSON object, e.g. {\"user_id\": \"1\"}")
+    except ValueError as e:
+        st.session_state["console_error"] = ("error", f"Bad parameters: {e}")
+    else:
+        try:
+            st.session_state["console_result"] = run_read_query(config, query, params, row_limit=int(row_limit),
+                                                                timeout_s=float(timeout))
+        except ReadOnlyViolation as e:
+            st.session_state["console_error"] = ("refused", str(e))
+        except StoreUnavailable as e:
+            st.session_state["console_error"] = ("unavailable", str(e))
+        except IirgError as e:   # GraphError: syntax errors, unknown labels, timeouts
+            st.session_state["console_error"] = ("error", str(e))
+
+error = st.session_state.get("console_error")
+if error:
+    kind, message = error
+    if kind == "refused":
+        st.error(f"**Refused: this console is read-only.** {message}", icon=":material/block:")
+    elif kind == "unavailable":
+        st.error(f"**The graph is not available.** {message}")
+    else:
+        st.error(f"**The query failed.** {message}")
+
+
+def cell(value, depth: int = 0):
+    """A readable table cell: nodes as (:Label {id, title}), relationships as [:TYPE {...}], long
+    lists (embeddings) shortened."""
+    if isinstance(value, dict):
+        if "_NODES" in value:
+            return " ".join(str(cell(n, depth + 1)) for n in value["_NODES"])
+        label = value.get("_LABEL")
+        props = {k: v for k, v in value.items() if not k.startswith("_") and k not in ("embedding", "description")}
+        shown = ", ".join(f"{k}: {cell(v, depth + 1)}" for k, v in list(props.items())[:5])
+        if label and "_SRC" in value:
+            return f"[:{label} {{{shown}}}]"
+        if label:
+            return f"(:{label} {{{shown}}})"
+        return "{" + shown + "}"
+    if isinstance(value, (list, tuple)):
+        items = [str(cell(v, depth + 1)) for v in value[:8]]
+        return "[" + ", ".join(items) + (f", … {len(value)} items" if len(value) > 8 else "") + "]"
+    if depth and isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:59] + "…")
+    return value
+
+
+result = st.session_state.get("console_result")
+if result is not None:
+    frame = result.frame
+    note = f"{len(frame)} row{'s' if len(frame) != 1 else ''} in {result.elapsed_s * 1000:.0f} ms"
+    if result.truncated:
+        st.warning(f"Only the first {result.row_limit} rows are shown: raise the row limit for more.")
+    st.caption(note)
+    display = frame.map(cell) if len(frame) else frame
+    for column in display.columns:   # mixed Python objects -> text, so Arrow can show the column
+        if display[column].dtype == object:
+            display[column] = display[column].map(lambda v: "" if v is None else str(v))
+    if result.nodes:
+        table_tab, graph_tab = st.tabs(["Table", f"Graph ({len(result.nodes)} nodes, "
+                                                 f"{len(result.relationships)} relationships)"])
+        with table_tab:
+            st.dataframe(display, hide_index=True)
+        with graph_tab:
+            st.graphviz_chart(result_dot(result.nodes, result.relationships), width="stretch")
+            st.caption(legend_for(r.type for r in result.relationships))
+            if len(result.nodes) > 150:
+                st.caption("Only the first 150 nodes are drawn.")
+    else:
+        st.dataframe(pd.DataFrame(display), hide_index=True)

@@ -1,0 +1,108 @@
+"""Item explorer page: search items by title; an item's training successors and predecessors (NEXT
+counts), collaborative neighbours (COLLAB rank and co-occurrence count) and semantic neighbours
+(SIMILAR cosine). The item comes from the `?item=<id>` URL parameter or the search.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import cache
+from graph.errors import GraphError
+
+ctx = cache.context()
+store, version = ctx.store, ctx.version
+st.title("Item explorer")
+
+if "item_id_box" not in st.session_state:
+    st.session_state["item_id_box"] = st.query_params.get("item", "")
+
+c1, c2, c3 = st.columns([2, 4, 1], vertical_alignment="bottom")
+text = c1.text_input("Search titles", key="item_search", placeholder="e.g. star wars")
+box = c3.text_input("Item id", key="item_id_box", help="used when the search box is empty")
+picked = None
+if text.strip():
+    try:
+        found = cache.search_titles(store, version, text.strip(), 50)
+    except GraphError as e:
+        st.error(f"Search failed: {e}")
+        st.stop()
+    if found.empty:
+        c2.warning(f"No item title contains {text.strip()!r}.")
+    else:
+        labels = {str(row.item_id): f"{row.title}  ·  id {row.item_id}  ·  {row.popularity:,} training interactions"
+                  for row in found.itertuples()}
+        picked = c2.selectbox(f"{len(found)} match{'es' if len(found) != 1 else ''} (most popular first)",
+                              list(labels), format_func=labels.get, key="item_pick")
+
+item_id = str(picked or box or "").strip()
+if not item_id:
+    st.info("Search for an item by title, or enter its id.")
+    st.stop()
+st.query_params["item"] = item_id
+try:
+    view = cache.item_view(store, version, item_id, 25)
+except GraphError as e:
+    st.error(f"Reading item {item_id} failed: {e}")
+    st.stop()
+if not view.found:
+    st.warning(f"There is no item with id {item_id!r} in the graph.")
+    st.stop()
+
+item = view.item
+st.subheader(item["title"])
+meta = [f"id `{item['item_id']}`", f"{item.get('popularity') or 0:,} training interactions"]
+if item.get("brand"):
+    meta.append(f"brand {item['brand']}")
+categories = item.get("categories")
+if categories is not None and len(categories):
+    meta.append("categories: " + ", ".join(str(c) for c in categories))
+st.caption(" · ".join(meta))
+if item.get("description"):
+    with st.expander("Description"):
+        st.write(str(item["description"])[:2000])
+
+d = view.degree
+cols = st.columns(4)
+cols[0].metric("Successors (NEXT out)", f"{d.get('successors', 0):,}", help="distinct items that follow it in training sequences")
+cols[1].metric("Transitions out", f"{d.get('out_transitions', 0):,}")
+cols[2].metric("Predecessors (NEXT in)", f"{d.get('predecessors', 0):,}")
+cols[3].metric("Transitions in", f"{d.get('in_transitions', 0):,}")
+
+
+def count_column(frame, column: str, label: str):
+    top = int(frame[column].max()) if len(frame) else 1
+    return st.column_config.ProgressColumn(label, min_value=0, max_value=max(top, 1), format="%d")
+
+
+left, right = st.columns(2, gap="large")
+with left:
+    st.markdown(f"**:red[Training successors]** (top {len(view.successors)} of {d.get('successors', 0):,}, by count)")
+    if view.successors.empty:
+        st.caption("No item follows it in a training sequence.")
+    else:
+        st.dataframe(view.successors, hide_index=True, height=320,
+                     column_config={"count": count_column(view.successors, "count", "transitions")})
+    st.markdown(f"**:blue[Collaborative neighbours]** (COLLAB, top {len(view.collab)})")
+    if view.collab.empty:
+        st.caption("No collaborative neighbours.")
+    else:
+        st.dataframe(view.collab, hide_index=True, height=320,
+                     column_config={"count": count_column(view.collab, "count", "co-occurrences"),
+                                    "source": st.column_config.TextColumn(
+                                        "source", help="cooccur: within the window; semantic_backfill: a "
+                                                       "co-occurrence neighbour of a semantic neighbour (via)")})
+with right:
+    st.markdown(f"**:red[Training predecessors]** (top {len(view.predecessors)} of {d.get('predecessors', 0):,}, by count)")
+    if view.predecessors.empty:
+        st.caption("No item precedes it in a training sequence.")
+    else:
+        st.dataframe(view.predecessors, hide_index=True, height=320,
+                     column_config={"count": count_column(view.predecessors, "count", "transitions")})
+    st.markdown(f"**:green[Semantic neighbours]** (SIMILAR, top {len(view.similar)})")
+    if view.similar.empty:
+        st.caption("No semantic neighbours (the graph was built without --semantic, or the item has no text).")
+    else:
+        st.dataframe(view.similar, hide_index=True, height=320,
+                     column_config={"score": st.column_config.ProgressColumn("cosine", min_value=0.0,
+                                                                             max_value=1.0, format="%.3f")})

@@ -1,0 +1,149 @@
+"""Overview page: dataset statistics, memorization segments, per-segment metrics of every evaluated
+model, and the gain decomposition between two models. Graph parts come from the store; model parts
+from the run folder's models/<model>/metrics_<split>.json (so they show even when the graph is down).
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboard import cache, data
+from graph.errors import GraphError
+
+ctx = cache.context(require_graph=False)
+run = ctx.settings.run
+st.title("Overview")
+st.caption("Where does a recommender's accuracy come from? Users are split by how far their held-out "
+           "test item is from their history in the item graph; **one-hop covered** users have a "
+           "training transition (`NEXT` edge) from their last item straight to the target.")
+
+# -- dataset ---------------------------------------------------------------------------------------
+st.subheader("Dataset")
+manifest = data.export_manifest(run)
+if ctx.store is None:
+    cache.show_store_error(ctx)
+else:
+    try:
+        counts = cache.graph_counts(ctx.store, ctx.version)
+    except GraphError as e:
+        counts = None
+        st.error(f"Counting the graph failed: {e}")
+    if counts:
+        cols = st.columns(6)
+        for col, (label, key) in zip(cols, [("Users", "users"), ("Items", "items"),
+                                            ("Interactions", "INTERACTED"), ("NEXT edges", "NEXT"),
+                                            ("COLLAB edges", "COLLAB"), ("SIMILAR edges", "SIMILAR")]):
+            col.metric(label, f"{counts[key]:,}")
+if manifest:
+    params = manifest.get("params", {})
+    st.caption(
+        f"Dataset **{manifest.get('dataset', '?')}** · relations from the "
+        f"{' + '.join(params.get('splits', ['train']))} part of each sequence · collaborative window "
+        f"{params.get('window')} · top-{params.get('k')} COLLAB · top-{params.get('semantic_k')} SIMILAR "
+        f"({params.get('model') or 'no semantic model'}) · exported {manifest.get('created_at', '?')}")
+
+# -- segments --------------------------------------------------------------------------------------
+st.subheader("Test users per memorization segment")
+segments = None
+if ctx.store is not None:
+    try:
+        segments = cache.segment_counts(ctx.store, ctx.version)
+    except GraphError as e:
+        st.error(f"Reading the segments failed: {e}")
+if segments is not None and segments.empty:
+    st.info(f"No user is labelled with a segment yet. Run `iirg analyze --run {run}` to label the test "
+            "users (one-hop covered, 2-hop, 3-hop, beyond, semantic only, unreachable).")
+elif segments is not None:
+    left, right = st.columns([3, 2])
+    chart = alt.Chart(segments).mark_bar().encode(
+        x=alt.X("share:Q", axis=alt.Axis(format="%"), title="share of test users"),
+        y=alt.Y("label:N", sort=list(segments["label"]), title=None),
+        color=alt.Color("label:N", legend=None, sort=list(segments["label"])),
+        tooltip=["label", "n_users", alt.Tooltip("share:Q", format=".1%")])
+    text = chart.mark_text(align="left", dx=3).encode(text=alt.Text("share:Q", format=".1%"), color=alt.value("#555"))
+    left.altair_chart(chart + text, width="stretch")
+    right.dataframe(segments[["label", "n_users", "share"]], hide_index=True,
+                    column_config={"label": "segment", "n_users": st.column_config.NumberColumn("users", format="%d"),
+                                   "share": st.column_config.NumberColumn("share", format="percent")})
+    covered = segments.loc[segments["segment"] == "one_hop", "share"]
+    if len(covered):
+        right.caption(f"**{covered.iloc[0]:.1%}** of test users are one-hop covered: a model that only "
+                      "memorized training transitions could at best reach them.")
+
+# -- models ----------------------------------------------------------------------------------------
+st.subheader("Evaluated models")
+split = st.segmented_control("Split", ["test", "valid"], default="test", key="overview_split") or "test"
+models, skipped = cache.model_metrics(str(run), split, cache.files_version(run))
+for path in skipped:
+    st.warning(f"Skipped an unreadable metrics file: `{path}`")
+if not models:
+    st.info(f"No model has been evaluated on the {split} split yet. Evaluate one, e.g. "
+            f"`iirg baseline popularity --run {run}` (also markov, cooc, sasrec) or `iirg evaluate` for a "
+            "fine-tuned LLM; its per-segment metrics appear here.")
+    st.stop()
+
+ks = data.available_ks(models) or [10]
+c1, c2 = st.columns([1, 2])
+metric = c1.segmented_control("Metric", ["ndcg", "recall"], default="ndcg", key="overview_metric",
+                              format_func=lambda m: {"ndcg": "NDCG", "recall": "Recall"}[m]) or "ndcg"
+k = c2.select_slider("Cut-off K", options=ks, value=10 if 10 in ks else ks[-1], key="overview_k")
+name = f"{'NDCG' if metric == 'ndcg' else 'Recall'}@{k}"
+table = data.segment_metrics_table(models, k)
+segment_rows = table[~table["group"].str.startswith("(")]
+chart = alt.Chart(segment_rows).mark_bar().encode(
+    x=alt.X("group:N", sort=list(dict.fromkeys(segment_rows["group"])), title=None,
+            axis=alt.Axis(labelAngle=0)),
+    xOffset="model:N",
+    y=alt.Y(f"{metric}:Q", title=name),
+    color=alt.Color("model:N", title="model"),
+    tooltip=["model", "group", "n_users", alt.Tooltip(f"{metric}:Q", format=".4f")])
+st.altair_chart(chart, width="stretch")
+wide = table.pivot_table(index=["group", "segment"], columns="model", values=metric, sort=False).reset_index()
+users = table.drop_duplicates(["group"]).set_index("group")["n_users"]
+wide.insert(1, "users (first model)", wide["group"].map(users))
+st.dataframe(wide.drop(columns="segment"), hide_index=True,
+             column_config={m.model: st.column_config.NumberColumn(m.model, format="%.4f") for m in models})
+st.caption(f"{name} per segment (rows in parentheses are the covered / uncovered / any-hop groups). "
+           "Full-ranking evaluation over all items; history items removed from each list.")
+with st.expander("Memorization: how often each model recommends training successors of the last item"):
+    st.dataframe(data.memorization_table(models, k), hide_index=True)
+
+# -- gain decomposition ----------------------------------------------------------------------------
+st.subheader("Gain decomposition")
+if len(models) < 2:
+    st.info("Evaluate a second model to see where one model's gain over another comes from.")
+    st.stop()
+names = [m.model for m in models]
+c1, c2 = st.columns(2)
+a_name = c1.selectbox("Model A", names, index=len(names) - 1, key="gain_a")
+b_name = c2.selectbox("Model B (baseline)", names, index=0 if names[0] != a_name else 1, key="gain_b")
+if a_name == b_name:
+    st.warning("Pick two different models.")
+    st.stop()
+by_name = {m.model: m for m in models}
+decomposition = cache.gain_decomposition(str(run), split, by_name[a_name], by_name[b_name], metric, k,
+                                         cache.files_version(run), (a_name, b_name))
+share = decomposition.covered_share
+cols = st.columns(3)
+cols[0].metric(f"Δ {name} (A − B)", f"{decomposition.delta:+.4f}")
+cols[1].metric("Share of Δ from one-hop covered users", "n/a" if share is None else f"{share:.0%}")
+cols[2].metric("Users compared", f"{decomposition.n_users:,}")
+dec = decomposition.table
+chart = alt.Chart(dec).mark_bar().encode(
+    x=alt.X("contribution:Q", title=f"contribution to Δ {name}"),
+    y=alt.Y("label:N", sort=list(dec["label"]), title=None),
+    color=alt.condition(alt.datum.contribution >= 0, alt.value("#21c354"), alt.value("#ff4b4b")),
+    tooltip=["label", "n_users", alt.Tooltip("delta:Q", format="+.4f"),
+             alt.Tooltip("contribution:Q", format="+.4f")])
+st.altair_chart(chart, width="stretch")
+st.dataframe(dec.drop(columns="segment").rename(columns={"mean_a": f"{a_name}", "mean_b": f"{b_name}"}),
+             hide_index=True,
+             column_config={"label": "segment", "share": st.column_config.NumberColumn(format="percent"),
+                            a_name: st.column_config.NumberColumn(format="%.4f"),
+                            b_name: st.column_config.NumberColumn(format="%.4f"),
+                            "delta": st.column_config.NumberColumn("Δ in segment", format="%+.4f"),
+                            "contribution": st.column_config.NumberColumn("share × Δ", format="%+.4f")})
+st.caption(f"Δ = Σ over segments of (share of users) × (Δ inside the segment), exact. Computed "
+           f"{decomposition.source}. Confidence intervals: `iirg report`.")
