@@ -401,3 +401,17 @@ def test_detect_format(tmp_path, ml100k_dir, office_dir, yelp_dir):
     (tmp_path / "empty").mkdir()
     with pytest.raises(IngestError, match="cannot detect"):
         detect_format(tmp_path / "empty")
+
+
+def test_big_files_show_progress_and_small_ones_do_not(tmp_path, monkeypatch, capsys):
+    import ingest.readers as readers
+
+    folder = ml100k_folder(tmp_path, ["1\t1\t5\t1", "1\t2\t5\t2", "1\t3\t5\t3"])
+    load_dataset(IngestConfig(dataset=str(folder)))
+    assert "u.data" not in capsys.readouterr().err
+    monkeypatch.setattr(readers, "PROGRESS_MIN_BYTES", 0)  # every file counts as big
+    load_dataset(IngestConfig(dataset=str(folder)))
+    err = capsys.readouterr().err
+    assert "u.data" in err and "sha256 u.data" in err
+    load_dataset(IngestConfig(dataset=str(folder), progress=False))
+    assert capsys.readouterr().err == ""
