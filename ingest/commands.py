@@ -75,6 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     csv.add_argument("--timestamp-unit", choices=get_args(TimestampUnit), default=None,
                      help="s, ms, iso or auto (default auto)")
     csv.add_argument("--delimiter", default=None, help="field separator (default: tab for .tsv, else comma)")
+    csv.add_argument("--column-names", default=None, metavar="A,B,...",
+                     help="column names for an interactions file without a header line")
     csv.add_argument("--items", dest="items_path", default=None, metavar="PATH",
                      help="item file (CSV/TSV/Parquet) with id, title, description, categories, brand")
     csv.add_argument("--item-id-col", default=None, help="item file id column (default item_id)")

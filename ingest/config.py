@@ -19,7 +19,7 @@ Format = Literal["auto", "movielens", "lcrec", "p5", "amazon", "csv"]
 TimestampUnit = Literal["auto", "s", "ms", "iso"]
 
 # Options that only the generic CSV/Parquet loader reads.
-CSV_OPTIONS = ("user_col", "item_col", "timestamp_col", "rating_col", "timestamp_unit", "delimiter",
+CSV_OPTIONS = ("user_col", "item_col", "timestamp_col", "rating_col", "timestamp_unit", "delimiter", "column_names",
                "items_path", "item_id_col", "title_col", "description_col", "categories_col",
                "brand_col", "categories_sep")
 
@@ -61,6 +61,9 @@ class IngestConfig:
         "help": "CSV: s, ms, iso (date text) or auto (numbers above 1e11 are milliseconds)"})
     delimiter: str | None = field(default=None, metadata={
         "help": "CSV: field separator (default: tab for .tsv/.tab, comma otherwise)"})
+    column_names: str | None = field(default=None, metadata={
+        "help": "CSV: comma-separated column names for an interactions file WITHOUT a header line "
+                "(e.g. Amazon ratings_<Cat>.csv: user_id,item_id,rating,timestamp)"})
     items_path: str | None = field(default=None, metadata={
         "help": "CSV: item file (CSV/TSV/Parquet); without it items are the ids seen, titled by id"})
     item_id_col: str | None = field(default=None, metadata={"help": "CSV item file: id column (default item_id)"})
@@ -91,6 +94,10 @@ class IngestConfig:
             raise ConfigError(f"timestamp_unit must be one of {get_args(TimestampUnit)}")
         if self.delimiter is not None and len(self.delimiter) != 1:
             raise ConfigError(f"delimiter must be one character, not {self.delimiter!r}")
+        if self.column_names is not None:
+            names = [n.strip() for n in self.column_names.split(",")]
+            if not all(names) or len(set(names)) != len(names):
+                raise ConfigError(f"column_names must be distinct, non-empty, comma-separated: {self.column_names!r}")
         if self.categories_sep is not None and not self.categories_sep:
             raise ConfigError("categories_sep must not be empty")
         if self.encoding is not None:

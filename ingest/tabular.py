@@ -6,7 +6,8 @@
 
 Defaults: columns user_id, item_id, timestamp (optional), rating (optional); item file columns
 item_id, title, description / categories (split on "|") / brand when present, every other column
-goes to attributes. A folder may hold interactions.<ext> (or ratings.<ext>) and items.<ext>.
+goes to attributes. A folder may hold interactions.<ext> (or ratings.<ext>) and items.<ext>. Files without a header
+line take `column_names` (e.g. Amazon's ratings_<Cat>.csv: user_id,item_id,rating,timestamp).
 Ids are opaque text (Parquet integers become their decimal text). Timestamps: Unix seconds,
 milliseconds (auto: values above 1e11) or date text (ISO 8601), stored as Unix seconds.
 For Parquet, the "line" in error messages is the 1-based row number.
@@ -69,7 +70,8 @@ def load_tabular(path: Path, config: IngestConfig, report: IngestReport) -> RawD
         raise IngestError("item file not found", file=str(items_path))
 
     user_col, item_col = config.user_col or "user_id", config.item_col or "item_id"
-    table = read_table(path, config, report)
+    names = [n.strip() for n in config.column_names.split(",")] if config.column_names else None
+    table = read_table(path, config, report, names=names)
     file = str(path)
     columns = table.column_names
     _require(columns, [user_col, item_col], path, "user_col/item_col")
@@ -126,13 +128,15 @@ def is_parquet(path: Path) -> bool:
     return path.name.lower().endswith((".parquet", ".pq"))
 
 
-def read_table(path: Path, config: IngestConfig, report: IngestReport) -> pa.Table:
-    """A CSV/TSV (header required) or Parquet file as string columns + `line`."""
+def read_table(path: Path, config: IngestConfig, report: IngestReport, *,
+               names: list[str] | None = None) -> pa.Table:
+    """A CSV/TSV (with a header line unless `names` are given) or Parquet file as string
+    columns + `line`."""
     if is_parquet(path):
         return read_parquet_as_text(path)
     require_content(path)
     sep = config.delimiter or _default_delimiter(path, config.encoding or "utf-8")
-    return read_delimited(path, report, sep=sep, quote=True, encoding=config.encoding or "utf-8",
+    return read_delimited(path, report, sep=sep, quote=True, names=names, encoding=config.encoding or "utf-8",
                           progress=config.progress)
 
 

@@ -320,6 +320,17 @@ def test_tsv_delimiter_option(tmp_path):
     assert ds.interactions["split"].tolist() == ["train", "valid", "test"]
 
 
+def test_headerless_csv_with_column_names(tmp_path):
+    # Amazon's ratings_<Cat>.csv: user,item,rating,timestamp and no header line
+    path = write(tmp_path / "ratings_Beauty.csv", "A1,0205616461,5.0,1369699200\nA1,0558925278,3.0,1355443200\n"
+                                                  "A2,0205616461,4.0,1404691200\n")
+    ds = load(path, column_names="user_id,item_id,rating,timestamp")
+    assert ds.sequences() == {"A1": ["0558925278", "0205616461"], "A2": ["0205616461"]}
+    assert ds.interactions["rating"].tolist() == [3.0, 5.0, 4.0]
+    with pytest.raises(ConfigError):
+        IngestConfig(dataset="x.csv", column_names="a,,b")
+
+
 def test_min_interactions_kcore(tmp_path):
     lines = [f"{u}\t{i}\t5\t{u * 10 + i}" for u in (1, 2, 3) for i in (1, 2, 3)] + ["4\t1\t5\t1", "4\t5\t5\t2"]
     ds = load(ml100k_folder(tmp_path, lines), min_interactions=3)
