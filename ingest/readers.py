@@ -248,6 +248,7 @@ def read_delimited(path: str | os.PathLike, report: IngestReport, *, sep: str,
         table = parse(io.BytesIO(text.encode("utf-8")))
     if names is None:
         table = table.rename_columns([c.lstrip("\ufeff").strip() for c in table.column_names])
+    table = table.rename_columns([free_line_name(c) for c in table.column_names])
     first_line = 1 if names is None else 0  # line of the row before the first data row
     bad_lines = np.array(sorted(number for number, *_ in invalid), dtype=np.int64)
     total = table.num_rows + len(bad_lines)
@@ -271,6 +272,15 @@ def read_delimited(path: str | os.PathLike, report: IngestReport, *, sep: str,
     if table.num_rows == 0:
         raise IngestError("file has no data rows", file=str(path))
     return table
+
+
+LINE = "line"  # the column every reader adds: 1-based line (row) of the record in its file
+SOURCE_LINE = "line_"  # what a source column that is itself called "line" is renamed to
+
+
+def free_line_name(name: str) -> str:
+    """Keep the name `line` for our line numbers: a source column `line` becomes `line_`."""
+    return SOURCE_LINE if name == LINE else name
 
 
 def read_header(path: str | os.PathLike, *, sep: str, quote: bool = True, encoding: str = "utf-8",

@@ -25,8 +25,9 @@ import pyarrow.compute as pc
 
 from ingest.config import IngestConfig
 from ingest.errors import IngestError
-from ingest.readers import (FLOAT_PATTERN, INT_PATTERN, drop_rows, file_column, order_by_exact_time,
-                            parse_numbers, read_delimited, read_header, require_content)
+from ingest.readers import (FLOAT_PATTERN, INT_PATTERN, LINE, SOURCE_LINE, drop_rows, file_column,
+                            free_line_name, order_by_exact_time, parse_numbers, read_delimited, read_header,
+                            require_content)
 from ingest.schema import IngestReport, RawData
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".parquet", ".pq", ".csv.gz", ".tsv.gz")
@@ -69,15 +70,16 @@ def load_tabular(path: Path, config: IngestConfig, report: IngestReport) -> RawD
     if items_path is not None and not items_path.is_file():
         raise IngestError("item file not found", file=str(items_path))
 
-    user_col, item_col = config.user_col or "user_id", config.item_col or "item_id"
+    user_col, item_col = _col(config.user_col) or "user_id", _col(config.item_col) or "item_id"
     names = [n.strip() for n in config.column_names.split(",")] if config.column_names else None
     table = read_table(path, config, report, names=names)
     file = str(path)
     columns = table.column_names
     _require(columns, [user_col, item_col], path, "user_col/item_col")
-    ts_col = config.timestamp_col or ("timestamp" if "timestamp" in columns else None)
-    rating_col = config.rating_col or ("rating" if "rating" in columns else None)
-    _require(columns, [c for c in (config.timestamp_col, config.rating_col) if c], path, "timestamp_col/rating_col")
+    ts_col = _col(config.timestamp_col) or ("timestamp" if "timestamp" in columns else None)
+    rating_col = _col(config.rating_col) or ("rating" if "rating" in columns else None)
+    _require(columns, [_col(c) for c in (config.timestamp_col, config.rating_col) if c], path,
+             "timestamp_col/rating_col")
 
     for column, name in ((user_col, "user"), (item_col, "item")):
         table = drop_rows(table, pc.equal(pc.utf8_trim_whitespace(table[column]), ""), report, "missing_value",
@@ -114,6 +116,11 @@ def load_tabular(path: Path, config: IngestConfig, report: IngestReport) -> RawD
         items = pd.DataFrame({"item_id": ids.to_numpy(), "raw_title": ""})
         options["items"] = "none: items are the ids seen, titled 'Item <id>'"
     return RawData(items=items, interactions=frame, files=files, options=options)
+
+
+def _col(name: str | None) -> str | None:
+    """A mapped column name as the readers expose it (a source column `line` is `line_`)."""
+    return free_line_name(name) if name else name
 
 
 def _require(columns: list[str], wanted: list[str], path: Path, option: str) -> None:
@@ -163,7 +170,7 @@ def read_parquet_as_text(path: Path) -> pa.Table:
     columns = []
     for name in table.column_names:
         columns.append(_column_as_text(table[name], str(path), name))
-    out = pa.table(dict(zip(table.column_names, columns)))
+    out = pa.table(dict(zip([free_line_name(c) for c in table.column_names], columns)))
     return out.append_column("line", pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
 
 
@@ -233,20 +240,20 @@ def parse_timestamps(table: pa.Table, column: str, unit: str, report: IngestRepo
 def read_items(path: Path, config: IngestConfig, report: IngestReport) -> tuple[pd.DataFrame, dict]:
     table = read_table(path, config, report)
     columns = table.column_names
-    id_col = config.item_id_col or "item_id"
-    title_col = config.title_col or "title"
+    id_col = _col(config.item_id_col) or "item_id"
+    title_col = _col(config.title_col) or "title"
     _require(columns, [id_col], path, "item_id_col")
-    _require(columns, [c for c in (config.title_col, config.description_col, config.categories_col,
-                                   config.brand_col) if c], path, "title_col/description_col/...")
+    _require(columns, [_col(c) for c in (config.title_col, config.description_col, config.categories_col,
+                                         config.brand_col) if c], path, "title_col/description_col/...")
     file = str(path)
     table = drop_rows(table, pc.equal(pc.utf8_trim_whitespace(table[id_col]), ""), report, "missing_value",
                       file=file, field=id_col, describe=lambda v: "missing item id")
     frame = table.to_pandas()
     picked = {"item_id": id_col,
               "raw_title": title_col if title_col in columns else None,
-              "description": config.description_col or ("description" if "description" in columns else None),
-              "categories": config.categories_col or ("categories" if "categories" in columns else None),
-              "brand": config.brand_col or ("brand" if "brand" in columns else None)}
+              "description": _col(config.description_col) or ("description" if "description" in columns else None),
+              "categories": _col(config.categories_col) or ("categories" if "categories" in columns else None),
+              "brand": _col(config.brand_col) or ("brand" if "brand" in columns else None)}
     items = pd.DataFrame({"item_id": frame[id_col].str.strip(), "line": frame["line"]})
     for target, source in picked.items():
         if target != "item_id":
@@ -256,8 +263,8 @@ def read_items(path: Path, config: IngestConfig, report: IngestReport) -> tuple[
                            for s in items["categories"]]
     rest = [c for c in columns if c not in set(picked.values()) | {"line"}]
     records = frame[rest].to_dict("records") if rest else [{} for _ in range(len(frame))]
-    items["attributes"] = [json.dumps({k: v for k, v in r.items() if v not in ("", None)}, ensure_ascii=False)
-                           for r in records]
+    items["attributes"] = [json.dumps({(LINE if k == SOURCE_LINE else k): v for k, v in r.items()
+                                       if v not in ("", None)}, ensure_ascii=False) for r in records]
     items["file"] = file
     used = {f"items_{k}_col": v for k, v in picked.items()}
     return items, {"items": path.name, **used, "categories_sep": sep}

@@ -320,6 +320,15 @@ def test_tsv_delimiter_option(tmp_path):
     assert ds.interactions["split"].tolist() == ["train", "valid", "test"]
 
 
+def test_source_column_named_line_survives(tmp_path):
+    (tmp_path / "log.csv").write_text("user_id,item_id,line\nu,a,1\nu,b,2\n")
+    (tmp_path / "items.csv").write_text("item_id,title,line\na,A,Pro\nb,B,Basic\n")
+    ds = load(tmp_path / "log.csv", items_path=str(tmp_path / "items.csv"))
+    assert json.loads(ds.items.set_index("item_id").loc["a", "attributes"]) == {"line": "Pro"}
+    ordered = load(tmp_path / "log.csv", timestamp_col="line")
+    assert ordered.interactions["ts"].tolist() == [1, 2]
+
+
 def test_headerless_csv_with_column_names(tmp_path):
     # Amazon's ratings_<Cat>.csv: user,item,rating,timestamp and no header line
     path = write(tmp_path / "ratings_Beauty.csv", "A1,0205616461,5.0,1369699200\nA1,0558925278,3.0,1355443200\n"
