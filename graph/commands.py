@@ -15,6 +15,7 @@ from dataclasses import fields
 
 from graph.config import GraphConfig
 from graph.errors import GraphError
+from ingest.commands import add_arguments as add_ingest_arguments
 
 
 def _add_graph_options(parser: argparse.ArgumentParser) -> None:
@@ -42,12 +43,7 @@ def register(sub, common) -> None:
         help="ingest a dataset, build NEXT/COLLAB/SIMILAR relations with Cypher, export them",
         description="Ingest -> relations -> export into the run folder. Without --dataset, rebuilds "
                     "from the dataset already ingested in the run folder.")
-    build.add_argument("--dataset", help="registered name (ml-100k, amazon-office, yelp, ...) or a path")
-    build.add_argument("--format", default="auto", choices=["auto", "movielens", "lcrec", "p5", "amazon", "csv"],
-                       help="input format (default: from the registry or detected from the files)")
-    build.add_argument("--data-dir", default=None, help="datasets folder (default: $IIRG_DATA_DIR or ../shared/data)")
-    build.add_argument("--strict", action="store_true", help="fail on the first bad record instead of skipping it")
-    build.add_argument("--min-interactions", type=int, default=0, help="k-core filter (default: 0 = off)")
+    add_ingest_arguments(build, dataset_required=False)
     _add_graph_options(build)
     build.set_defaults(handler=run_build)
 
@@ -85,16 +81,15 @@ def run_build(args, ctx) -> int:
     from rich.console import Console
 
     from graph.build import build_run
-    from ingest import IngestConfig, load_dataset
+    from ingest import load_dataset
+    from ingest.commands import config_from_args
     from ingest.schema import Dataset
 
     console = Console()
     config = _graph_config(args)
     start = time.perf_counter()
     if args.dataset:
-        ingest_config = IngestConfig(dataset=args.dataset, format=args.format,
-                                     data_dir=args.data_dir or ctx.env.get("IIRG_DATA_DIR"),
-                                     strict=args.strict, min_interactions=args.min_interactions)
+        ingest_config = config_from_args(args, ctx.env)
         dataset = load_dataset(ingest_config)
         dataset.save(ctx.run.dataset)
         ctx.run.record_config("ingest", ingest_config.to_dict())

@@ -45,9 +45,9 @@ def register(sub, common) -> None:
     listing.set_defaults(handler=run_datasets)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, dataset_required: bool = True) -> None:
     """The ingest options (every default None, so a TOML file can supply them)."""
-    parser.add_argument("--dataset", required=True, metavar="NAME|PATH",
+    parser.add_argument("--dataset", required=dataset_required, metavar="NAME|PATH",
                         help="registered name (ml-100k, ml-1m, ml-20m, amazon-office, amazon-<category>, yelp) "
                              "or a folder/file")
     parser.add_argument("--format", choices=get_args(Format), default=None,
