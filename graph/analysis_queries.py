@@ -1,0 +1,93 @@
+"""Cypher of the memorization analysis (issue 3): segments on User nodes, RECOMMENDED edges.
+
+Written by `train.segments.write_segments` (iirg analyze) and `train.evaluate.record_model`
+(iirg baseline / LLM evaluation); read by the dashboard and `iirg cypher`. Values are always
+$params, writes are `UNWIND $rows AS row`. Shared text is `*_QUERY`; where LadybugDB and Neo4j differ
+the two variants are `*_QUERY_LADYBUG` / `*_QUERY_NEO4J`, picked by `queries_for(dialect)`.
+
+Dialect difference: LadybugDB types a parameter list from its values, so a batch in which every
+`hop` is null arrives as STRING and cannot be stored in the INT64 property; it is cast explicitly.
+Neo4j stores nulls as "no property" and needs no cast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Reset every user first: users that are no longer evaluated must not keep stale labels.
+CLEAR_USER_SEGMENTS_QUERY = """
+MATCH (u:User)
+SET u.segment = NULL, u.hop = NULL, u.one_hop = NULL, u.any_hop = NULL, u.semantic_only = NULL,
+    u.target_item_id = NULL, u.last_item_id = NULL
+"""
+
+_SET_USER_SEGMENTS = """
+UNWIND $rows AS row
+MATCH (u:User {{id: row.user_id}})
+SET u.segment = row.segment, u.hop = {hop}, u.one_hop = row.one_hop, u.any_hop = row.any_hop,
+    u.semantic_only = row.semantic_only, u.target_item_id = row.target_item_id,
+    u.last_item_id = row.last_item_id
+"""
+SET_USER_SEGMENTS_QUERY_LADYBUG = _SET_USER_SEGMENTS.format(hop="CAST(row.hop AS INT64)")
+SET_USER_SEGMENTS_QUERY_NEO4J = _SET_USER_SEGMENTS.format(hop="row.hop")
+
+DELETE_RECOMMENDED_QUERY = """
+MATCH (:User)-[r:RECOMMENDED]->(:Item)
+WHERE r.model = $model AND r.split = $split
+DELETE r
+"""
+
+CREATE_RECOMMENDED_QUERY = """
+UNWIND $rows AS row
+MATCH (u:User {id: row.user_id}), (i:Item {id: row.item_id})
+CREATE (u)-[:RECOMMENDED {model: row.model, rank: row.rank, split: row.split}]->(i)
+"""
+
+SEGMENT_COUNTS_QUERY = """
+MATCH (u:User)
+WHERE u.segment IS NOT NULL
+RETURN u.segment AS segment, count(*) AS n_users
+ORDER BY segment
+"""
+
+# Hits@k per segment straight from the graph: a cross-check of the evaluator and what the
+# dashboard filters on (test split; the user's target is stored on the User node).
+HITS_BY_SEGMENT_QUERY = """
+MATCH (u:User)-[r:RECOMMENDED]->(i:Item)
+WHERE r.model = $model AND r.split = 'test' AND r.rank <= $k AND i.id = u.target_item_id
+RETURN u.segment AS segment, count(*) AS hits
+ORDER BY segment
+"""
+
+RECOMMENDED_MODELS_QUERY = """
+MATCH (:User)-[r:RECOMMENDED]->(:Item)
+RETURN r.model AS model, r.split AS split, count(*) AS edges
+ORDER BY model, split
+"""
+
+
+@dataclass(frozen=True)
+class AnalysisQueries:
+    CLEAR_USER_SEGMENTS: str
+    SET_USER_SEGMENTS: str
+    DELETE_RECOMMENDED: str
+    CREATE_RECOMMENDED: str
+    SEGMENT_COUNTS: str
+    HITS_BY_SEGMENT: str
+    RECOMMENDED_MODELS: str
+
+
+def queries_for(dialect: str) -> AnalysisQueries:
+    """The query set for a store's dialect ('ladybug' or 'neo4j')."""
+    if dialect not in ("ladybug", "neo4j"):
+        raise ValueError(f"unknown Cypher dialect {dialect!r}")
+    return AnalysisQueries(
+        CLEAR_USER_SEGMENTS=CLEAR_USER_SEGMENTS_QUERY,
+        SET_USER_SEGMENTS=SET_USER_SEGMENTS_QUERY_LADYBUG if dialect == "ladybug"
+        else SET_USER_SEGMENTS_QUERY_NEO4J,
+        DELETE_RECOMMENDED=DELETE_RECOMMENDED_QUERY,
+        CREATE_RECOMMENDED=CREATE_RECOMMENDED_QUERY,
+        SEGMENT_COUNTS=SEGMENT_COUNTS_QUERY,
+        HITS_BY_SEGMENT=HITS_BY_SEGMENT_QUERY,
+        RECOMMENDED_MODELS=RECOMMENDED_MODELS_QUERY,
+    )
