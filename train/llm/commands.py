@@ -54,7 +54,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, *, skip: tuple[st
         names = [flag, *ALIASES.get(f.name, [])]
         kwargs: dict = {"dest": f.name, "default": None}
         if hint is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
+            # BooleanOptionalAction reads any flag starting with --no- as False: plain switch then.
+            no_prefixed = f.name.startswith("no_")
+            kwargs["action"] = "store_true" if no_prefixed else argparse.BooleanOptionalAction
         elif typing.get_origin(hint) is tuple:
             kwargs["type"] = _split_list(args[0])
             kwargs["metavar"] = "A,B,..."

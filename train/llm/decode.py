@@ -82,6 +82,10 @@ class ItemTrie:
         for path in self.item_paths:
             self.leaf_count[path] += 1
         self.leaf_count[0] = len(sequences)
+        self.node_parent = np.full(self.num_nodes, -1, dtype=np.int64)
+        self.node_token = np.full(self.num_nodes, -1, dtype=np.int64)
+        self.node_parent[self.edge_child] = self.edge_parent
+        self.node_token[self.edge_child] = self.edge_token
         self.max_depth = max((len(s) for s in sequences), default=0)
         self._index = {item_id: i for i, item_id in enumerate(self.item_ids)}
         self._children = {p: {} for p in range(self.num_nodes)}
@@ -135,6 +139,13 @@ class ItemTrie:
 class TrieLogitsProcessor:
     """Vectorized trie mask for `model.generate` (a transformers LogitsProcessor).
 
+    Per step, for all rows (prompts x beams) at once: walk each row's answer so far through the
+    trie (one `searchsorted` per answer token), gather the scores of the children of each row's
+    node, fill the scores with -inf in place and write the gathered scores back, then forbid the
+    children whose items are all excluded for that row's user. Work is proportional to the number
+    of allowed tokens plus one fill of the score matrix (no per-beam Python, no second vocabulary-
+    sized mask).
+
     Args:
         prompt_len: length of the (left-padded) prompt batch; tokens after it are the answer so far.
         excluded: for each prompt of the batch, catalogue indices to forbid (its history).
@@ -145,29 +156,21 @@ class TrieLogitsProcessor:
         import torch
 
         self.trie, self.prompt_len, self.num_beams = trie, prompt_len, num_beams
-        as_tensor = lambda a: torch.as_tensor(a, dtype=torch.long, device=device)  # noqa: E731
+        as_tensor = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=device)  # noqa: E731
         self.edge_key = as_tensor(trie.edge_key)
         self.edge_token = as_tensor(trie.edge_token)
         self.edge_child = as_tensor(trie.edge_child)
         self.child_start = as_tensor(trie.child_start)
-        self.leaf_count = as_tensor(trie.leaf_count)
-        keys, counts = [], []
+        # Blocked edges: (user row, parent node) -> token of a child whose items are all excluded.
+        keys, tokens = [], []
         for row, indices in enumerate(excluded or []):
             for node, count in trie.excluded_counts(indices).items():
-                keys.append(row * trie.num_nodes + node)
-                counts.append(count)
+                if node and trie.leaf_count[node] == count:
+                    keys.append(row * trie.num_nodes + int(trie.node_parent[node]))
+                    tokens.append(int(trie.node_token[node]))
         order = np.argsort(keys, kind="stable")
-        self.excl_key = as_tensor(np.asarray(keys, dtype=np.int64)[order])
-        self.excl_count = as_tensor(np.asarray(counts, dtype=np.int64)[order])
-
-    def _lookup(self, sorted_keys, values, keys):
-        """values[i] where sorted_keys[i] == key, else -1 (vectorized dictionary lookup)."""
-        import torch
-
-        if len(sorted_keys) == 0:
-            return torch.full_like(keys, -1)
-        pos = torch.searchsorted(sorted_keys, keys).clamp(max=len(sorted_keys) - 1)
-        return torch.where(sorted_keys[pos] == keys, values[pos], torch.full_like(keys, -1))
+        self.blocked_key = as_tensor(np.asarray(keys, dtype=np.int64)[order])
+        self.blocked_token = as_tensor(np.asarray(tokens, dtype=np.int64)[order])
 
     def nodes(self, input_ids):
         """Trie node of every row's answer so far (-1: left the trie). Shape (rows,)."""
@@ -175,12 +178,25 @@ class TrieLogitsProcessor:
 
         answer = input_ids[:, self.prompt_len:]
         node = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+        keys = self.edge_key
         for step in range(answer.shape[1]):
             token = answer[:, step]
             key = node.clamp(min=0) * self.trie.base + token.clamp(max=self.trie.base - 1)
-            child = self._lookup(self.edge_key, self.edge_child, key)
-            node = torch.where((node >= 0) & (token < self.trie.base), child, torch.full_like(node, -1))
+            pos = torch.searchsorted(keys, key).clamp(max=len(keys) - 1)
+            found = (keys[pos] == key) & (node >= 0) & (token < self.trie.base)
+            node = torch.where(found, self.edge_child[pos], torch.full_like(node, -1))
         return node
+
+    @staticmethod
+    def _expand(lo, counts):
+        """Row index and flat position of every element of the ranges [lo, lo + counts)."""
+        import torch
+
+        rows = torch.repeat_interleave(torch.arange(len(lo), device=lo.device), counts)
+        starts = torch.cumsum(counts, 0) - counts
+        flat = (torch.arange(int(counts.sum()), device=lo.device)
+                - torch.repeat_interleave(starts, counts) + torch.repeat_interleave(lo, counts))
+        return rows, flat
 
     def __call__(self, input_ids, scores):
         import torch
@@ -191,20 +207,30 @@ class TrieLogitsProcessor:
         safe = node.clamp(min=0)
         lo = self.child_start[safe]
         counts = torch.where(alive, self.child_start[safe + 1] - lo, torch.zeros_like(lo))
-        row_of_edge = torch.repeat_interleave(torch.arange(rows, device=scores.device), counts)
-        starts = torch.cumsum(counts, 0) - counts
-        edge = (torch.arange(int(counts.sum()), device=scores.device)
-                - torch.repeat_interleave(starts, counts) + torch.repeat_interleave(lo, counts))
-        child = self.edge_child[edge]
-        remaining = self.leaf_count[child]
-        if len(self.excl_key):
-            user = row_of_edge // self.num_beams
-            taken = self._lookup(self.excl_key, self.excl_count, user * self.trie.num_nodes + child)
-            remaining = remaining - taken.clamp(min=0)
-        keep = remaining > 0
-        allowed = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
-        allowed[row_of_edge[keep], self.edge_token[edge[keep]]] = True
-        return scores.masked_fill(~allowed, float("-inf"))
+        row_of, edge = self._expand(lo, counts)                 # (allowed,) each
+        token = self.edge_token[edge]
+        kept = scores[row_of, token]
+        scores.fill_(float("-inf"))
+        scores[row_of, token] = kept
+        if len(self.blocked_key):
+            key = (torch.arange(rows, device=scores.device) // self.num_beams) * self.trie.num_nodes + safe
+            lo = torch.searchsorted(self.blocked_key, key)
+            counts = torch.where(alive, torch.searchsorted(self.blocked_key, key, right=True) - lo,
+                                 torch.zeros_like(lo))
+            row_of, flat = self._expand(lo, counts)
+            scores[row_of, self.blocked_token[flat]] = float("-inf")
+        return scores
+
+
+class StepCounter:
+    """A no-op logits processor counting generation steps (one call per step)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, input_ids, scores):
+        self.calls += 1
+        return scores
 
 
 def callback_constraint(trie: ItemTrie, prompt_len: int, excluded: list[list[int]] | None, eos: int):
@@ -272,7 +298,8 @@ def recommend(model, tokenizer, trie: ItemTrie, titles: dict[str, str], cases: l
         titles: item_id -> title of the catalogue.
 
     Returns the ranked items and stats: users, returned, invalid (not an item, or a history item
-    when excluded), invalid_rate, missing (beams that found no item), seconds, users_per_s.
+    when excluded), invalid_rate, missing (beams that found no item), decode_steps (generation
+    steps summed over batches), seconds, users_per_s.
     """
     import torch
     from tqdm.auto import tqdm
@@ -291,7 +318,7 @@ def recommend(model, tokenizer, trie: ItemTrie, titles: dict[str, str], cases: l
         max_new_tokens=trie.max_depth, length_penalty=0.0, early_stopping=False,
         eos_token_id=eos, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         return_dict_in_generate=True, output_scores=True)
-    rows, invalid, missing, returned = [], 0, 0, 0
+    rows, invalid, missing, returned, steps = [], 0, 0, 0, 0
     start = time.perf_counter()
     batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
     try:
@@ -304,10 +331,11 @@ def recommend(model, tokenizer, trie: ItemTrie, titles: dict[str, str], cases: l
                 mask[r, width - len(encoded[i]):] = 1
             history = [trie.index_of(cases[i]["history"]) for i in batch]
             excluded = history if config.exclude_history else None
-            kwargs = {}
+            counter = StepCounter()
+            kwargs = {"logits_processor": LogitsProcessorList([counter])}
             if config.constraint == "mask":
-                kwargs["logits_processor"] = LogitsProcessorList(
-                    [TrieLogitsProcessor(trie, width, config.num_beams, excluded, device=device)])
+                kwargs["logits_processor"].append(
+                    TrieLogitsProcessor(trie, width, config.num_beams, excluded, device=device))
             elif config.constraint == "callback":
                 kwargs["prefix_allowed_tokens_fn"] = callback_constraint(trie, width, excluded, eos)
             ids, mask = ids.to(device), mask.to(device)
@@ -315,6 +343,7 @@ def recommend(model, tokenizer, trie: ItemTrie, titles: dict[str, str], cases: l
                 if config.shared_prefill:
                     kwargs["cache"] = prompt_cache(model, ids, mask, config.num_beams)
                 out = model.generate(input_ids=ids, attention_mask=mask, generation_config=generation, **kwargs)
+            steps += counter.calls
             sequences = out.sequences[:, width:].cpu().view(len(batch), config.num_beams, -1)
             scores = out.sequences_scores.cpu().view(len(batch), config.num_beams)
             for r, i in enumerate(batch):
@@ -339,5 +368,5 @@ def recommend(model, tokenizer, trie: ItemTrie, titles: dict[str, str], cases: l
     stats = {"users": len(cases), "num_beams": config.num_beams, "constraint": config.constraint,
              "returned": returned, "invalid": invalid,
              "invalid_rate": invalid / returned if returned else 0.0, "missing": missing,
-             "seconds": round(seconds, 3), "users_per_s": round(len(cases) / seconds, 3) if seconds else None}
+             "decode_steps": steps, "seconds": round(seconds, 3), "users_per_s": round(len(cases) / seconds, 3) if seconds else None}
     return DecodeResult(recommendations=recs, stats=stats)

@@ -1,0 +1,246 @@
+"""LLM pipeline on real ml-100k: tiny model, masked + weighted loss, constrained decoding, LoRA training,
+resume, adapter reload, and the end-to-end CLI path data -> train (NIP-only, IIRG) -> evaluate -> report.
+
+Documented subset: instruction data and evaluation use the first 60 users of ml-100k in natural id
+order ("1".."60"); relations come from the full training data (`iirg build`). The tiny model
+(2 layers, hidden 64, BPE on the titles) is pre-trained for 40 steps and LoRA runs a handful of
+steps, so the metrics are a pipeline check, not a result. One torch thread: other jobs share the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import cli
+from graph.export import load_export
+from graph.rundir import RunPaths
+from train.llm import prompts
+from train.llm.data import DataConfig, load_instruction_data, write_instruction_data
+from train.llm.decode import DecodeConfig, ItemTrie, recommend
+from train.llm.finetune import (TrainConfig, TrainError, collate, encode_samples, finetune,
+                                weighted_token_loss)
+from train.llm.modeling import load_adapter_model, load_base_model, load_tokenizer
+from train.llm.tiny import TinyModelConfig, build_tiny_model
+
+pytestmark = pytest.mark.slow
+USERS = 60
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def run(ml100k_dir, tmp_path_factory) -> RunPaths:
+    """A real `iirg build` of ml-100k (embedded store, semantic neighbours from MiniLM)."""
+    root = tmp_path_factory.mktemp("llm") / "ml-100k"
+    code = cli.main(["build", "--dataset", "ml-100k", "--data-dir", str(ml100k_dir.parent), "--run", str(root)])
+    assert code == 0
+    return RunPaths.of(root)
+
+
+@pytest.fixture(scope="session")
+def export(run):
+    return load_export(run.export)
+
+
+@pytest.fixture(scope="session")
+def tiny(run, export):
+    out = run.llm / "tiny"
+    build_tiny_model(export.items["title"].tolist(), out,
+                     TinyModelConfig(hidden_size=64, intermediate_size=172, num_heads=4, pretrain_steps=40,
+                                     pretrain_batch_size=32))
+    return out
+
+
+@pytest.fixture(scope="session")
+def data_dir(run, export):
+    out = run.llm / "data"
+    write_instruction_data(export, DataConfig(max_users=USERS, max_history=10), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny):
+    return load_tokenizer(str(tiny), padding_side="right")
+
+
+def test_tiny_model_loads_offline_with_a_chat_template(tiny, tokenizer, export):
+    summary = json.loads((tiny / "tiny_model.json").read_text())
+    assert summary["pretrain_loss"]["last"] < summary["pretrain_loss"]["first"]
+    assert tokenizer.chat_template and tokenizer.eos_token == "</s>"
+    prompt = prompts.render_prompt(tokenizer, "Recommend.", '"Toy Story (1995)"')
+    assert prompt.startswith("<s><|user|>\n") and prompt.endswith("<|assistant|>\n")
+    model = load_base_model(str(tiny))
+    assert model.config.model_type == "llama" and model.config.num_hidden_layers == 2
+    # every title survives the byte-level BPE exactly
+    titles = export.items["title"].tolist()
+    decoded = tokenizer.batch_decode(prompts.item_tokens(tokenizer, titles), skip_special_tokens=True)
+    assert decoded == [prompts.format_item(t) for t in titles]
+
+
+def test_loss_covers_answer_tokens_only(tiny, tokenizer, data_dir):
+    data = load_instruction_data(data_dir)
+    samples = data.train["nip"][:2] + data.train["collab"][:1]
+    encoded, dropped = encode_samples(tokenizer, samples, 1024)
+    assert dropped == 0
+    answers = prompts.AnswerEncoder(tokenizer)
+    for sample, features in zip(samples, encoded):
+        prompt = prompts.encode_prompts(tokenizer, [sample["instruction"]], [sample["input"]])[0]
+        assert features["input_ids"][:len(prompt)] == prompt
+        assert features["labels"][:len(prompt)] == [-100] * len(prompt)
+        assert features["labels"][len(prompt):] == answers.encode(sample["output"])
+        assert features["labels"][-1] == tokenizer.eos_token_id
+    batch = collate(encoded, tokenizer.pad_token_id)
+    model = load_base_model(str(tiny)).eval()
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    total, count = weighted_token_loss(logits, batch["labels"], torch.ones(3))
+    # by hand: -log p(answer token | everything before it), answer positions only
+    log_probs = torch.log_softmax(logits.float(), -1)
+    manual, n = 0.0, 0
+    for row, features in enumerate(encoded):
+        start = features["labels"].index(next(t for t in features["labels"] if t != -100))
+        for t in range(start, len(features["input_ids"])):
+            manual -= log_probs[row, t - 1, features["input_ids"][t]].item()
+            n += 1
+    assert count.item() == n
+    assert total.item() == pytest.approx(manual, rel=1e-5)
+    # had the prompt tokens been targets too, the loss would differ: the mask matters
+    unmasked = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    total_all, count_all = weighted_token_loss(logits, unmasked, torch.ones(3))
+    assert count_all > count and abs(total_all / count_all - total / count) > 1e-3
+
+
+def test_task_weights_scale_each_sample_and_zero_removes_it(tiny, tokenizer, data_dir):
+    data = load_instruction_data(data_dir)
+    samples = [data.train["nip"][0], data.train["collab"][0], data.train["semantic"][0]]
+    batch = collate(encode_samples(tokenizer, samples, 1024)[0], tokenizer.pad_token_id)
+    model = load_base_model(str(tiny)).eval()
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    per_sample = [weighted_token_loss(logits[i:i + 1], batch["labels"][i:i + 1], torch.ones(1))[0].item()
+                  for i in range(3)]
+    for weights in ([1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [2.0, 0.5, 0.0]):
+        total, _ = weighted_token_loss(logits, batch["labels"], torch.tensor(weights))
+        assert total.item() == pytest.approx(sum(w * l for w, l in zip(weights, per_sample)), rel=1e-5)
+    full = weighted_token_loss(logits, batch["labels"], torch.ones(3))[0]
+    without_collab = weighted_token_loss(logits, batch["labels"], torch.tensor([1.0, 0.0, 1.0]))[0]
+    assert without_collab < full
+    # the gradient of a weight-0 sample is exactly zero
+    model.train()
+    model.zero_grad()
+    out = model(input_ids=batch["input_ids"][1:2], attention_mask=batch["attention_mask"][1:2]).logits
+    weighted_token_loss(out, batch["labels"][1:2], torch.zeros(1))[0].backward()
+    assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in model.parameters())
+
+
+def test_constrained_beam_search_returns_only_real_new_items(tiny, export):
+    from train.evaluate import eval_cases
+
+    tokenizer = load_tokenizer(str(tiny))
+    model = load_base_model(str(tiny)).eval()
+    trie = ItemTrie.from_titles(tokenizer, export.items["item_id"].tolist(), export.items["title"].tolist())
+    cases = eval_cases(export, "test").head(6)
+    cases = [{"user_id": u, "history": list(h)} for u, h in zip(cases["user_id"], cases["history"])]
+    result = recommend(model, tokenizer, trie, export.titles, cases, 10,
+                       DecodeConfig(num_beams=10, batch_size=4), progress=False)
+    assert result.stats["invalid"] == 0 and result.stats["invalid_rate"] == 0.0
+    assert result.stats["returned"] == 60 and result.stats["missing"] == 0
+    recs = result.recommendations
+    catalogue = set(export.items["item_id"])
+    for case in cases:
+        mine = recs[recs["user_id"] == case["user_id"]].sort_values("rank")
+        assert mine["rank"].tolist() == list(range(1, 11))
+        assert mine["item_id"].nunique() == 10 and set(mine["item_id"]) <= catalogue
+        assert not set(mine["item_id"]) & set(case["history"])
+        assert mine["score"].is_monotonic_decreasing
+    # the per-beam callback and the run without shared prefill find the same lists
+    for variant in (DecodeConfig(num_beams=10, batch_size=4, constraint="callback"),
+                    DecodeConfig(num_beams=10, batch_size=4, shared_prefill=False)):
+        other = recommend(model, tokenizer, trie, export.titles, cases[:2], 10, variant, progress=False)
+        head = recs[recs["user_id"].isin([c["user_id"] for c in cases[:2]])]
+        assert other.recommendations[["user_id", "item_id", "rank"]].values.tolist() == \
+            head[["user_id", "item_id", "rank"]].values.tolist()
+
+
+@pytest.fixture(scope="session")
+def resumed(tiny, data_dir, tmp_path_factory):
+    """Train 2 steps (checkpoint at 2), then resume the same folder up to 4 steps."""
+    out = tmp_path_factory.mktemp("adapters") / "resume"
+    base = dict(model=str(tiny), data=str(data_dir), out=str(out), tasks=("nip",), batch_size=4,
+                save_steps=2, eval_users=0, logging_steps=1, lr=5e-3, seed=7)
+    first = finetune(TrainConfig(max_steps=2, **base))
+    with pytest.raises(TrainError, match="--resume"):
+        finetune(TrainConfig(max_steps=4, **base))
+    second = finetune(TrainConfig(max_steps=4, resume=True, **base))
+    return first, second
+
+
+def test_resume_continues_from_the_saved_step(resumed):
+    first, second = resumed
+    assert first.metrics["global_step"] == 2 and first.steps_this_run == 2
+    assert second.metrics["resumed_from_step"] == 2
+    assert second.first_step_this_run == 3 and second.steps_this_run == 2
+    assert second.metrics["global_step"] == 4
+    assert (second.out / "checkpoints" / "checkpoint-4").is_dir()
+
+
+def test_lora_adapter_reloads_to_identical_outputs(resumed, tiny, tokenizer, data_dir):
+    _, trained = resumed
+    data = load_instruction_data(data_dir, ("nip",))
+    batch = collate(encode_samples(tokenizer, data.train["nip"][:3], 1024)[0], tokenizer.pad_token_id)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    trained.model.eval()
+    reloaded = load_adapter_model(str(tiny), str(trained.out))
+    base = load_base_model(str(tiny)).eval()
+    with torch.no_grad():
+        before, after, plain = (m(**inputs).logits for m in (trained.model, reloaded, base))
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-5)
+    assert (after - plain).abs().max() > 1e-3  # the adapter does change the model
+    saved = json.loads((trained.out / "train_config.json").read_text())
+    assert saved["config"]["lora_r"] == 16 and saved["target_modules"][:2] == ["q_proj", "k_proj"]
+    assert (trained.out / "adapter_config.json").exists() and (trained.out / "loss_curve.png").exists()
+
+
+def test_end_to_end_nip_only_and_iirg_reach_the_report(run, tiny, data_dir, capsys):
+    """iirg train (NIP-only, IIRG) -> iirg evaluate (both + base) -> metrics next to each other."""
+    common = ["--run", str(run.root), "--model", str(tiny), "--max-steps", "6", "--save-steps", "3",
+              "--eval-users", "8", "--batch-size", "4", "--logging-steps", "1", "--lr", "5e-3"]
+    assert cli.main(["train", *common, "--tasks", "nip", "--name", "nip"]) == 0
+    assert cli.main(["train", *common]) == 0  # all tasks: named iirg
+    for name, tasks in (("nip", ["nip"]), ("iirg", ["nip", "collab", "semantic"])):
+        out = run.llm / "adapters" / name
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert list(metrics["samples"]) == tasks
+        assert [v["step"] for v in metrics["valid"]] == [3, 6]
+        assert all(v["invalid_rate"] == 0 for v in metrics["valid"])
+        # the adapter left in the folder is the best valid checkpoint's
+        from safetensors.torch import load_file
+        best = load_file(out / "checkpoints" / f"checkpoint-{metrics['best_step']}" / "adapter_model.safetensors")
+        final = load_file(out / "adapter_model.safetensors")
+        assert best.keys() == final.keys() and all(torch.equal(best[k], final[k]) for k in best)
+    evaluate = ["evaluate", "--run", str(run.root), "--users", "20", "--num-beams", "10"]
+    assert cli.main([*evaluate, "--adapter", str(run.llm / "adapters" / "nip")]) == 0
+    assert cli.main([*evaluate, "--adapter", str(run.llm / "adapters" / "iirg")]) == 0
+    assert cli.main([*evaluate, "--no-adapter", "--base-model", str(tiny)]) == 0
+    for model in ("llm-nip", "llm-iirg", "llm-base-tiny"):
+        metrics = json.loads((run.model(model) / "metrics_test.json").read_text())
+        assert metrics["n_users"] == 20 and metrics["n_missing"] == 0 and metrics["subset"]
+        assert metrics["mean_list_length"] == 10
+        assert set(metrics["segments"]) >= {"one_hop"} and "recall@10" in metrics["overall"]
+        info = json.loads((run.model(model) / "info.json").read_text())
+        assert info["splits"]["test"]["config"]["decode"]["invalid_rate"] == 0
+    assert cli.main(["report", "--run", str(run.root), "--compare", "llm-iirg", "llm-nip",
+                     "--bootstrap", "50"]) == 0
+    report = json.loads((run.report / "report_test.json").read_text())
+    assert {"llm-nip", "llm-iirg", "llm-base-tiny"} <= set(report["models"])
+    assert set(report["metrics"]["llm-iirg"]) and set(report["metrics"]["llm-nip"])
+    assert report["decompositions"], "IIRG vs NIP-only gain decomposition is in the report"
