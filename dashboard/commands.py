@@ -59,7 +59,7 @@ def dashboard_env(run: Path, store, base_env: dict[str, str]) -> dict[str, str]:
 def streamlit_command(host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(APP),
             "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-            "--browser.gatherUsageStats", "false"]
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
 
 
 def _check_port(host: str, port: int) -> None:

@@ -168,7 +168,8 @@ def _record(row: pd.Series) -> dict:
 
 
 def _recommendations(store, q, run, view: UserView, k: int) -> pd.DataFrame:
-    """Each model's top-k with badge columns hit / memorized / collab / semantic."""
+    """Each model's top-k with badge columns: hit (the target), memorized (a NEXT successor of the last
+    item), collab / semantic (a COLLAB / SIMILAR neighbour of the last item)."""
     recs = run(store, "recommendations", q.RECOMMENDATIONS_QUERY,
                {"user_id": view.user_id, "split": view.split, "k": int(k)})
     columns = ["model", "rank", "item_id", "title", "hit", "memorized", "collab", "semantic"]
@@ -177,9 +178,9 @@ def _recommendations(store, q, run, view: UserView, k: int) -> pd.DataFrame:
     item_ids = sorted(set(recs["item_id"].astype(str)))
     successors = run(store, "badge_successors", q.SUCCESSORS_AMONG_QUERY,
                      {"source_item_id": view.last["item_id"], "item_ids": item_ids})
-    params = {"user_id": view.user_id, "history_splits": HISTORY_SPLITS[view.split], "item_ids": item_ids}
-    collab = run(store, "badge_collab", q.HISTORY_COLLAB_AMONG_QUERY, params)
-    similar = run(store, "badge_similar", q.HISTORY_SIMILAR_AMONG_QUERY, params)
+    params = {"source_item_id": view.last["item_id"], "item_ids": item_ids}
+    collab = run(store, "badge_collab", q.COLLAB_AMONG_QUERY, params)
+    similar = run(store, "badge_similar", q.SIMILAR_AMONG_QUERY, params)
     recs = recs.assign(item_id=recs["item_id"].astype(str), rank=recs["rank"].astype(int))
     recs["hit"] = recs["item_id"] == view.target["item_id"]
     recs["memorized"] = recs["item_id"].isin(set(successors["item_id"].astype(str)))
@@ -446,3 +447,33 @@ def _decomposition_table(grouped: pd.DataFrame, n: int) -> pd.DataFrame:
     table["delta"] = table["mean_a"] - table["mean_b"]
     table["contribution"] = table["share"] * table["delta"]
     return table[["segment", "label", "n_users", "share", "mean_a", "mean_b", "delta", "contribution"]]
+
+
+def report_intervals(run_root: Path, split: str, model_a: str, model_b: str, metric: str) -> pd.DataFrame | None:
+    """Bootstrap confidence intervals of A - B per segment (and 'all') from `iirg report`'s
+    report/decomposition_<split>.csv, oriented as A - B; None when the report lacks the pair.
+
+    Columns: segment, delta_ci_low, delta_ci_high, contribution_ci_low, contribution_ci_high.
+    """
+    path = Path(run_root) / "report" / f"decomposition_{split}.csv"
+    if not path.exists():
+        return None
+    try:
+        frame = pd.read_csv(path, dtype={"a": str, "b": str, "segment": str})
+    except (OSError, ValueError):
+        return None
+    columns = ["delta_ci_low", "delta_ci_high", "contribution_ci_low", "contribution_ci_high"]
+    if not {"a", "b", "metric", "segment", *columns} <= set(frame.columns):
+        return None
+    rows = frame[(frame["a"] == model_a) & (frame["b"] == model_b) & (frame["metric"] == metric)]
+    if len(rows):
+        return rows[["segment", *columns]].reset_index(drop=True)
+    rows = frame[(frame["a"] == model_b) & (frame["b"] == model_a) & (frame["metric"] == metric)]
+    if not len(rows):
+        return None
+    # B - A reported: negate and swap the bounds.
+    return pd.DataFrame({"segment": rows["segment"].to_numpy(),
+                         "delta_ci_low": -rows["delta_ci_high"].to_numpy(),
+                         "delta_ci_high": -rows["delta_ci_low"].to_numpy(),
+                         "contribution_ci_low": -rows["contribution_ci_high"].to_numpy(),
+                         "contribution_ci_high": -rows["contribution_ci_low"].to_numpy()})

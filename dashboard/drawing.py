@@ -19,6 +19,8 @@ import textwrap
 
 from dashboard.data import UserView
 
+MAX_LINKED = 5  # linked history items drawn besides the recent ones
+
 COLORS = {
     "red": "#ff4b4b", "orange": "#ffa421", "blue": "#1c83e1", "green": "#21c354", "gray": "#808495",
     "violet": "#803df5", "yellow": "#faca2b",
@@ -49,7 +51,7 @@ def _quote(text: str) -> str:
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def _wrap(title: str | None, width: int = 24, lines: int = 2) -> str:
+def _wrap(title: str | None, width: int = 20, lines: int = 2) -> str:
     parts = textwrap.wrap(str(title or ""), width) or [""]
     if len(parts) > lines:
         parts = parts[:lines]
@@ -60,10 +62,10 @@ def _wrap(title: str | None, width: int = 24, lines: int = 2) -> str:
 def _header() -> list[str]:
     return [
         "digraph G {",
-        '  rankdir=LR; bgcolor="transparent"; nodesep=0.25; ranksep=0.45;',
-        '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10, '
+        '  rankdir=LR; bgcolor="transparent"; nodesep=0.15; ranksep=0.35; margin=0;',
+        '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=12, margin="0.08,0.04", '
         f'fillcolor="#f0f2f6", color="{COLORS["gray"]}", penwidth=1];',
-        '  edge [fontname="Helvetica", fontsize=9, arrowsize=0.7];',
+        '  edge [fontname="Helvetica", fontsize=10, arrowsize=0.7];',
     ]
 
 
@@ -77,43 +79,50 @@ def _edge(src: str, dst: str, kind: str, label: str = "", *, bold: bool = False,
     return f"  {_quote(src)} -> {_quote(dst)} [{', '.join(attrs)}];"
 
 
-def memorization_dot(view: UserView, *, recent: int = 5, max_linked: int = 10) -> str:
-    """The user's memorization path: recent history, linked history items, NEXT path, target.
+def linked_items(view: UserView) -> list[str]:
+    """Distinct history items with a NEXT, COLLAB or SIMILAR edge into the target, best explained first:
+    items with several relation types, then the most recent."""
+    kinds: dict[str, set[str]] = {}
+    last_pos: dict[str, int] = {}
+    for frame, kind in ((view.next_links, "NEXT"), (view.collab_links, "COLLAB"), (view.similar_links, "SIMILAR")):
+        for item_id, pos in zip(frame.get("item_id", []), frame.get("pos", [])):
+            kinds.setdefault(str(item_id), set()).add(kind)
+            last_pos[str(item_id)] = max(int(pos), last_pos.get(str(item_id), -1))
+    return sorted(kinds, key=lambda i: (-len(kinds[i]), -last_pos[i]))
 
-    Shown history items: the last `recent` ones, plus up to `max_linked` (most recent first) of those
-    with a NEXT, COLLAB or SIMILAR edge into the target. Consecutive shown items are joined by a
-    dotted history-order edge labelled with how many items were skipped.
+
+def memorization_dot(view: UserView, *, recent: int = 3, max_linked: int = MAX_LINKED) -> str:
+    """The user's memorization path, read left to right:
+
+        recent history ┈ LAST ━ NEXT path ━▶ TARGET ◀┅ linked earlier history items
+
+    Shown: the last `recent` history items as a chain, the shortest NEXT path from the last item to
+    the target, and up to `max_linked` other history items with a NEXT / COLLAB / SIMILAR edge into
+    the target (grouped in a box; the page lists all of them).
     """
     if view.target is None or view.last is None:
         raise ValueError("the view has no target to draw")
     history = view.history
-    target_id = view.target["item_id"]
-    linked_ids = set()
-    for frame in (view.next_links, view.collab_links, view.similar_links):
-        if len(frame):
-            linked_ids |= set(frame["item_id"].astype(str))
-    positions = history["pos"].tolist()
+    target_id, last_id = view.target["item_id"], view.last["item_id"]
     ids = history["item_id"].astype(str).tolist()
-    shown = set(range(max(0, len(ids) - recent), len(ids)))
-    linked_rows = [i for i in range(len(ids) - 1, -1, -1) if ids[i] in linked_ids]
-    # Keep each linked item once (its latest position), at most max_linked of them.
-    seen: set[str] = set()
-    for i in linked_rows:
-        if ids[i] in seen or len(seen) >= max_linked:
-            continue
-        seen.add(ids[i])
-        if not any(ids[j] == ids[i] for j in shown):
-            shown.add(i)
-    shown_rows = sorted(shown)
+    positions = history["pos"].tolist()
     titles = dict(zip(ids, history["title"].tolist()))
     titles[target_id] = view.target["title"]
     if view.path:
         titles.update(zip(view.path.item_ids, view.path.titles))
+    pos_of = dict(zip(ids, positions))  # an item seen twice keeps its latest position
+
+    # The recent chain: distinct items of the last `recent` positions, in order.
+    chain: list[str] = []
+    for item_id in ids[max(0, len(ids) - recent):]:
+        if item_id in chain:
+            chain.remove(item_id)
+        chain.append(item_id)
+    path_inner = [i for i in (view.path.item_ids[1:-1] if view.path else []) if i not in chain]
+    linked = [i for i in linked_items(view) if i not in chain and i != target_id][:max_linked]
 
     lines = _header()
     drawn: set[str] = set()
-    last_id = view.last["item_id"]
-    pos_of = {ids[i]: positions[i] for i in shown_rows}
 
     def node(item_id: str, role: str) -> None:
         if item_id in drawn:
@@ -126,47 +135,47 @@ def memorization_dot(view: UserView, *, recent: int = 5, max_linked: int = 10) -
         elif item_id == last_id:
             label = f"LAST · pos {pos_of.get(item_id, '')}\n{title}"
             attrs = f'fillcolor="#dbeafe", color="{COLORS["blue"]}", penwidth=2'
-        elif role == "history":
-            label = f"pos {pos_of.get(item_id, '')}\n{title}"
-            attrs = 'fillcolor="#f0f2f6"'
-        else:  # an item on the NEXT path that is not in the shown history
+        elif role == "path":
             label = title
             attrs = f'fillcolor="#ffffff", color="{COLORS["orange"]}", style="rounded,dashed,filled"'
+        else:
+            label = f"pos {pos_of.get(item_id, '')}\n{title}"
+            attrs = 'fillcolor="#f0f2f6"'
         lines.append(f"  {_quote(item_id)} [label={_quote(label)}, {attrs}];")
 
-    for i in shown_rows:
-        node(ids[i], "history")
+    for item_id in chain:
+        node(item_id, "history")
+    for a, b in zip(chain, chain[1:]):
+        lines.append(_edge(a, b, "HISTORY", extra="arrowhead=none"))
+    for item_id in path_inner:
+        node(item_id, "path")
     node(target_id, "target")
-    # History order between consecutive shown items.
-    for a, b in zip(shown_rows, shown_rows[1:]):
-        if ids[a] != ids[b]:
-            skipped = b - a - 1
-            lines.append(_edge(ids[a], ids[b], "HISTORY", f"+{skipped} more" if skipped else "",
-                               extra="arrowhead=none, constraint=true"))
-    if shown_rows and shown_rows[0] > 0:
-        lines.append(f'  "__earlier" [label={_quote(f"{shown_rows[0]} earlier items")}, shape=plaintext, '
-                     f'style="", fontcolor="{COLORS["gray"]}"];')
-        lines.append(_edge("__earlier", ids[shown_rows[0]], "HISTORY", extra="arrowhead=none"))
-    # NEXT path (one-hop edge in bold red, longer paths in orange).
+    if linked:
+        lines.append("  subgraph cluster_linked {")
+        lines.append(f'    label="other history items linked to the target"; fontsize=10; '
+                     f'fontcolor="{COLORS["gray"]}"; style="rounded,dashed"; color="{COLORS["gray"]}";')
+        for item_id in linked:
+            node(item_id, "history")
+        lines.append("  }")
+
     on_path: set[tuple[str, str]] = set()
     if view.path:
-        for item_id in view.path.item_ids[1:-1]:
-            node(item_id, "path")
         one_hop = view.path.hops == 1
         for a, b, count in zip(view.path.item_ids, view.path.item_ids[1:], view.path.counts):
             on_path.add((a, b))
-            kind = "NEXT" if one_hop else "PATH"
-            lines.append(_edge(a, b, kind, f"NEXT ×{count}" + (" (one hop)" if one_hop else ""), bold=True))
-    # Other history items -> target, per relation type.
+            lines.append(_edge(a, b, "NEXT" if one_hop else "PATH",
+                               f"NEXT ×{count}" + (" · one hop" if one_hop else ""), bold=True))
+    labels = {"NEXT": lambda r: f"NEXT ×{r.count}",
+              "COLLAB": lambda r: f"COLLAB #{r.rank}" + (" (back-fill)" if r.source == "semantic_backfill" else ""),
+              "SIMILAR": lambda r: f"SIMILAR {r.score:.2f}"}
     for frame, kind in ((view.next_links, "NEXT"), (view.collab_links, "COLLAB"), (view.similar_links, "SIMILAR")):
         for row in frame.drop_duplicates("item_id").itertuples(index=False):
             src = str(row.item_id)
-            if src not in drawn or (kind == "NEXT" and (src, target_id) in on_path):
+            if src not in drawn or src == target_id or (kind == "NEXT" and (src, target_id) in on_path):
                 continue
-            label = {"NEXT": lambda r: f"NEXT ×{r.count}",
-                     "COLLAB": lambda r: f"COLLAB #{r.rank}" + (" (backfill)" if r.source == "semantic_backfill" else ""),
-                     "SIMILAR": lambda r: f"SIMILAR {r.score:.2f}"}[kind](row)
-            lines.append(_edge(src, target_id, kind, label, extra="constraint=false" if kind != "NEXT" else ""))
+            # Linked items sit one rank before the target; chain items keep their place in the chain.
+            extra = "" if src in linked else "constraint=false"
+            lines.append(_edge(src, target_id, kind, labels[kind](row), extra=extra))
     lines.append("}")
     return "\n".join(lines)
 

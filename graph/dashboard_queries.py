@@ -98,17 +98,17 @@ WHERE b.id IN $item_ids
 RETURN b.id AS item_id, r.count AS count
 """
 
-# ... and collaborative / semantic neighbours of some history item.
-HISTORY_COLLAB_AMONG_QUERY = """
-MATCH (u:User {id: $user_id})-[h:INTERACTED]->(i:Item)-[r:COLLAB]->(j:Item)
-WHERE h.split IN $history_splits AND j.id IN $item_ids
-RETURN j.id AS item_id, min(r.rank) AS best_rank, count(*) AS n_history_items
+# ... and collaborative / semantic neighbours of the last item (the relations IIRG trains on).
+COLLAB_AMONG_QUERY = """
+MATCH (a:Item {id: $source_item_id})-[r:COLLAB]->(b:Item)
+WHERE b.id IN $item_ids
+RETURN b.id AS item_id, r.rank AS rank
 """
 
-HISTORY_SIMILAR_AMONG_QUERY = """
-MATCH (u:User {id: $user_id})-[h:INTERACTED]->(i:Item)-[r:SIMILAR]->(j:Item)
-WHERE h.split IN $history_splits AND j.id IN $item_ids
-RETURN j.id AS item_id, max(r.score) AS best_score, count(*) AS n_history_items
+SIMILAR_AMONG_QUERY = """
+MATCH (a:Item {id: $source_item_id})-[r:SIMILAR]->(b:Item)
+WHERE b.id IN $item_ids
+RETURN b.id AS item_id, r.score AS score
 """
 
 # -- user picking ----------------------------------------------------------------------------------
@@ -222,8 +222,8 @@ class DashboardQueries:
     HISTORY_SIMILAR_TO_TARGET_QUERY: str = HISTORY_SIMILAR_TO_TARGET_QUERY
     RECOMMENDATIONS_QUERY: str = RECOMMENDATIONS_QUERY
     SUCCESSORS_AMONG_QUERY: str = SUCCESSORS_AMONG_QUERY
-    HISTORY_COLLAB_AMONG_QUERY: str = HISTORY_COLLAB_AMONG_QUERY
-    HISTORY_SIMILAR_AMONG_QUERY: str = HISTORY_SIMILAR_AMONG_QUERY
+    COLLAB_AMONG_QUERY: str = COLLAB_AMONG_QUERY
+    SIMILAR_AMONG_QUERY: str = SIMILAR_AMONG_QUERY
     USER_AT_QUERY: str = USER_AT_QUERY
     SEGMENT_USER_AT_QUERY: str = SEGMENT_USER_AT_QUERY
     ITEM_QUERY: str = ITEM_QUERY

@@ -6,7 +6,6 @@ from the run folder's models/<model>/metrics_<split>.json (so they show even whe
 from __future__ import annotations
 
 import altair as alt
-import pandas as pd
 import streamlit as st
 
 from dashboard import cache, data
@@ -102,7 +101,7 @@ chart = alt.Chart(segment_rows).mark_bar().encode(
 st.altair_chart(chart, width="stretch")
 wide = table.pivot_table(index=["group", "segment"], columns="model", values=metric, sort=False).reset_index()
 users = table.drop_duplicates(["group"]).set_index("group")["n_users"]
-wide.insert(1, "users (first model)", wide["group"].map(users))
+wide.insert(1, "users", wide["group"].map(users))
 st.dataframe(wide.drop(columns="segment"), hide_index=True,
              column_config={m.model: st.column_config.NumberColumn(m.model, format="%.4f") for m in models})
 st.caption(f"{name} per segment (rows in parentheses are the covered / uncovered / any-hop groups). "
@@ -116,9 +115,15 @@ if len(models) < 2:
     st.info("Evaluate a second model to see where one model's gain over another comes from.")
     st.stop()
 names = [m.model for m in models]
+# Defaults: the best model overall against popularity (the usual reference), else the weakest.
+best = max(models, key=lambda m: m.metrics["overall"].get(f"{metric}@{k}", 0.0)).model
+reference = "popularity" if "popularity" in names and best != "popularity" else \
+    min(models, key=lambda m: m.metrics["overall"].get(f"{metric}@{k}", 0.0)).model
+if reference == best:
+    reference = next(n for n in names if n != best)
 c1, c2 = st.columns(2)
-a_name = c1.selectbox("Model A", names, index=len(names) - 1, key="gain_a")
-b_name = c2.selectbox("Model B (baseline)", names, index=0 if names[0] != a_name else 1, key="gain_b")
+a_name = c1.selectbox("Model A", names, index=names.index(best), key="gain_a")
+b_name = c2.selectbox("Model B (reference)", names, index=names.index(reference), key="gain_b")
 if a_name == b_name:
     st.warning("Pick two different models.")
     st.stop()
@@ -138,12 +143,23 @@ chart = alt.Chart(dec).mark_bar().encode(
     tooltip=["label", "n_users", alt.Tooltip("delta:Q", format="+.4f"),
              alt.Tooltip("contribution:Q", format="+.4f")])
 st.altair_chart(chart, width="stretch")
+intervals = data.report_intervals(run, split, a_name, b_name, f"{metric}@{k}")
+if intervals is not None:
+    dec = dec.merge(intervals, on="segment", how="left")
+    overall = intervals[intervals["segment"] == "all"]
+    if len(overall):
+        st.caption(f"95% bootstrap interval of Δ from `iirg report`: [{overall['delta_ci_low'].iloc[0]:+.4f}, "
+                   f"{overall['delta_ci_high'].iloc[0]:+.4f}]")
 st.dataframe(dec.drop(columns="segment").rename(columns={"mean_a": f"{a_name}", "mean_b": f"{b_name}"}),
              hide_index=True,
              column_config={"label": "segment", "share": st.column_config.NumberColumn(format="percent"),
                             a_name: st.column_config.NumberColumn(format="%.4f"),
                             b_name: st.column_config.NumberColumn(format="%.4f"),
                             "delta": st.column_config.NumberColumn("Δ in segment", format="%+.4f"),
-                            "contribution": st.column_config.NumberColumn("share × Δ", format="%+.4f")})
+                            "contribution": st.column_config.NumberColumn("share × Δ", format="%+.4f"),
+                            **{c: st.column_config.NumberColumn(c.replace("_", " "), format="%+.4f")
+                               for c in ("delta_ci_low", "delta_ci_high", "contribution_ci_low",
+                                         "contribution_ci_high")}})
 st.caption(f"Δ = Σ over segments of (share of users) × (Δ inside the segment), exact. Computed "
-           f"{decomposition.source}. Confidence intervals: `iirg report`.")
+           f"{decomposition.source}." + ("" if intervals is not None else
+           f" For 95% bootstrap intervals run `iirg report --run {run} --compare {a_name} {b_name}`."))

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from dashboard import cache, data
-from dashboard.drawing import MEMORIZATION_LEGEND, memorization_dot
+from dashboard.drawing import MAX_LINKED, MEMORIZATION_LEGEND, linked_items, memorization_dot
 from graph.dashboard_queries import MAX_PATH_HOPS
 from graph.errors import GraphError
 
@@ -88,17 +88,13 @@ if not view.found or view.problem:
     st.stop()
 
 # -- header ----------------------------------------------------------------------------------------
-title_cols = st.columns([4, 3])
-title_cols[0].subheader(f"User {md(view.user_id)}")
-with title_cols[1]:
-    label = data.segment_label(view.segment)
-    colour = {"one_hop": "red", "two_hop": "orange", "three_hop": "orange", "beyond": "gray",
-              "semantic_only": "green", "unreachable": "gray"}.get(view.segment or "", "gray")
-    st.badge(f"segment: {label}", color=colour)
+colour = {"one_hop": "red", "two_hop": "orange", "three_hop": "orange", "beyond": "gray",
+          "semantic_only": "green", "unreachable": "gray"}.get(view.segment or "", "gray")
+st.subheader(f"User {md(view.user_id)} :{colour}-badge[{data.segment_label(view.segment)}]")
 st.caption(f"{len(view.history)} history items · target = the held-out test item · "
            f"{sum(view.seconds.values()) * 1000:.0f} ms of graph queries ({len(view.seconds)} queries, first load)")
 
-left, right = st.columns([3, 2], gap="large")
+left, right = st.columns([3, 2], gap="medium")
 with left:
     st.markdown("**Memorization path**")
     last, target = view.last, view.target
@@ -119,6 +115,10 @@ with left:
                 "or semantic neighbours. Only generalization could recommend it.")
     st.graphviz_chart(memorization_dot(view), width="stretch")
     st.caption(MEMORIZATION_LEGEND)
+    n_linked = len(linked_items(view))
+    if n_linked > MAX_LINKED:
+        st.caption(f"{n_linked} history items have an edge into the target; the {MAX_LINKED} with the most relation "
+                   "types (then the most recent) are drawn, all are listed under *Full history* below.")
 
 with right:
     st.markdown(f"**Top-{k} of each model**")
