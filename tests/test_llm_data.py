@@ -9,6 +9,7 @@ Sequences (leave-one-out: last = test, second to last = valid, the rest = train)
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -163,3 +164,25 @@ def test_cli_data_reads_toml_then_flags(tmp_path, capsys):
     config.write_text('[data]\nnip_mod = "last"\n')
     assert cli.main(["data", "--run", str(run.root), "--config", str(config)]) == 2
     assert "unknown data settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_shipped_configs_only_use_known_settings(path):
+    import dataclasses
+    import tomllib
+
+    from train.llm.evaluation import EvaluateConfig
+    from train.llm.finetune import TrainConfig
+    from train.llm.tiny import TinyModelConfig
+
+    sections = {"data": DataConfig, "tiny": TinyModelConfig, "train": TrainConfig, "evaluate": EvaluateConfig}
+    document = tomllib.loads(path.read_text())
+    assert document and set(document) <= set(sections)
+    for name, table in document.items():
+        known = {f.name for f in dataclasses.fields(sections[name])}
+        assert set(table) <= known, f"{path.name} [{name}]: unknown {set(table) - known}"
+    if "data" in document:
+        DataConfig.from_dict(document["data"])
+    if "train" in document:
+        TrainConfig.from_dict(document["train"])

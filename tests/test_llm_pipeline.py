@@ -244,3 +244,19 @@ def test_end_to_end_nip_only_and_iirg_reach_the_report(run, tiny, data_dir, caps
     assert {"llm-nip", "llm-iirg", "llm-base-tiny"} <= set(report["models"])
     assert set(report["metrics"]["llm-iirg"]) and set(report["metrics"]["llm-nip"])
     assert report["decompositions"], "IIRG vs NIP-only gain decomposition is in the report"
+
+
+def test_qwen2_architecture_with_plain_prompts_trains_and_decodes(export, data_dir, tmp_path):
+    """The other prompt path (no chat template: Alpaca layout) and a Qwen2 model, as Qwen2.5 uses."""
+    model_dir = tmp_path / "tiny-qwen2"
+    build_tiny_model(export.items["title"].tolist(), model_dir,
+                     TinyModelConfig(architecture="qwen2", chat_template=False, hidden_size=64,
+                                     intermediate_size=172, pretrain_steps=5, pretrain_batch_size=16))
+    tokenizer = load_tokenizer(str(model_dir))
+    assert not tokenizer.chat_template and type(tokenizer).__name__ != "Qwen2Tokenizer"
+    assert prompts.render_prompt(tokenizer, "Recommend.", "x").startswith("### Instruction:\nRecommend.")
+    result = finetune(TrainConfig(model=str(model_dir), data=str(data_dir), out=str(tmp_path / "adapter"),
+                                  tasks=("nip",), max_steps=2, save_steps=2, eval_users=4, batch_size=2))
+    saved = json.loads((tmp_path / "adapter" / "train_config.json").read_text())
+    assert saved["model_type"] == "qwen2" and "gate_proj" in saved["target_modules"]
+    assert result.metrics["valid"][0]["invalid_rate"] == 0 and result.metrics["valid"][0]["users"] == 4

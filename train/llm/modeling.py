@@ -1,8 +1,9 @@
 """Loading base models, tokenizers and LoRA adapters, offline-first, the same way in every command.
 
-Tokenizers saved by `iirg tiny-model` declare `tokenizer_class: PreTrainedTokenizerFast`; they are
-loaded with that class directly because `AutoTokenizer` would pick the architecture's own tokenizer
-class (Llama's, Qwen2's) and rebuild pre-tokenization rules the tiny BPE was not trained with.
+Tokenizers saved by `iirg tiny-model` declare the generic class (`TokenizersBackend` in
+transformers 5, `PreTrainedTokenizerFast` before); they are loaded with PreTrainedTokenizerFast
+directly from tokenizer.json, because `AutoTokenizer` would pick the architecture's own tokenizer
+class (Qwen2's for a Qwen2 config) and add tokens and rules the tiny BPE was not trained with.
 `padding_side` is not saved by `save_pretrained`, so it is set on every load: left for generation
 (prompts end where the answer starts), right for training.
 """
@@ -31,6 +32,9 @@ TARGET_MODULES = {
 }
 
 
+GENERIC_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
+
+
 class ModelLoadError(IirgError):
     """A base model, tokenizer or adapter could not be loaded."""
 
@@ -49,7 +53,7 @@ def load_tokenizer(path: str, *, padding_side: str = "left"):
     config_path = Path(path) / "tokenizer_config.json"
     try:
         declared = json.loads(config_path.read_text()).get("tokenizer_class") if config_path.exists() else None
-        if declared == "PreTrainedTokenizerFast":
+        if declared in GENERIC_TOKENIZER_CLASSES:
             tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
         else:
             tokenizer = AutoTokenizer.from_pretrained(path)

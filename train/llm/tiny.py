@@ -24,6 +24,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from ingest.schema import replace_dir
 from train.llm import prompts
@@ -40,6 +41,10 @@ CHAT_TEMPLATE = (
 class TinyModelConfig:
     """Size of the tiny model and of its brief title pre-training."""
 
+    architecture: Literal["llama", "qwen2"] = field(default="llama", metadata={
+        "help": "model class: llama (LlamaConfig) or qwen2 (Qwen2Config, the Qwen2.5 layout)"})
+    chat_template: bool = field(default=True, metadata={
+        "help": "give the tokenizer a chat template (else prompts use the plain Alpaca layout)"})
     vocab_size: int = field(default=4000, metadata={"help": "BPE vocabulary size (special tokens included)"})
     hidden_size: int = field(default=128, metadata={"help": "model width"})
     intermediate_size: int = field(default=344, metadata={"help": "MLP width"})
@@ -57,6 +62,8 @@ class TinyModelConfig:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
         if self.vocab_size < 300:
             raise ValueError("vocab_size must be >= 300 (256 bytes + special tokens + merges)")
+        if self.architecture not in ("llama", "qwen2"):
+            raise ValueError(f"architecture must be llama or qwen2, got {self.architecture!r}")
         if self.pretrain_steps < 0 or self.num_layers < 1:
             raise ValueError("pretrain_steps must be >= 0 and num_layers >= 1")
 
@@ -69,7 +76,7 @@ def tokenizer_corpus(titles: list[str]) -> list[str]:
     return texts
 
 
-def train_tokenizer(titles: list[str], vocab_size: int):
+def train_tokenizer(titles: list[str], vocab_size: int, *, chat_template: bool = True):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -82,23 +89,26 @@ def train_tokenizer(titles: list[str], vocab_size: int):
     bpe.train_from_iterator(tokenizer_corpus(titles), trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>",
                                         pad_token="<pad>", model_max_length=2048)
-    tokenizer.chat_template = CHAT_TEMPLATE
+    if chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
 
 def build_model(tokenizer, config: TinyModelConfig):
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(config.seed)
-    model_config = LlamaConfig(
+    config_class, model_class = ((LlamaConfig, LlamaForCausalLM) if config.architecture == "llama"
+                                 else (Qwen2Config, Qwen2ForCausalLM))
+    model_config = config_class(
         vocab_size=len(tokenizer), hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size, num_hidden_layers=config.num_layers,
         num_attention_heads=config.num_heads, num_key_value_heads=config.num_heads,
         max_position_embeddings=config.max_positions, tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id)
-    model = LlamaForCausalLM(model_config)
+    model = model_class(model_config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
@@ -115,7 +125,9 @@ def pretrain_on_titles(model, tokenizer, titles: list[str], config: TinyModelCon
 
     if config.pretrain_steps == 0:
         return []
-    head = tokenizer("<|assistant|>\n", add_special_tokens=False)["input_ids"]
+    # The answer position of a prompt: after the chat template's assistant turn, or the Alpaca header.
+    head_text = "<|assistant|>\n" if tokenizer.chat_template else "### Response:\n"
+    head = tokenizer(head_text, add_special_tokens=False)["input_ids"]
     encoded = [[tokenizer.bos_token_id, *head, *ids] for ids in prompts.item_tokens(tokenizer, titles)]
     rng = random.Random(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.pretrain_lr, weight_decay=0.0)
@@ -164,7 +176,7 @@ def build_tiny_model(titles: list[str], out_dir: str | os.PathLike, config: Tiny
     import torch
 
     out_dir = Path(out_dir)
-    tokenizer = train_tokenizer(titles, config.vocab_size)
+    tokenizer = train_tokenizer(titles, config.vocab_size, chat_template=config.chat_template)
     model = build_model(tokenizer, config)
     losses = pretrain_on_titles(model, tokenizer, titles, config)
     item_lengths = [len(ids) for ids in prompts.item_tokens(tokenizer, titles)]
