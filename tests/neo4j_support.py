@@ -78,6 +78,7 @@ def wipe_neo4j(config: StoreConfig) -> None:
 def store_config(request, tmp_path) -> StoreConfig:
     """An empty store of each backend: embedded (a fresh file in tmp_path) or the session's Neo4j."""
     if request.param == "embedded":
+        (tmp_path / "store").mkdir(exist_ok=True)  # a folder of its own: build_run swaps it whole
         return StoreConfig(backend="embedded", path=tmp_path / "store" / "graph.lbdb")
     config = request.getfixturevalue("neo4j_config")
     wipe_neo4j(config)
