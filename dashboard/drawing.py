@@ -112,7 +112,10 @@ def memorization_dot(view: UserView, *, recent: int = 3, max_linked: int = MAX_L
         titles.update(zip(view.path.item_ids, view.path.titles))
     pos_of = dict(zip(ids, positions))  # an item seen twice keeps its latest position
 
-    # The recent chain: distinct items of the last `recent` positions, in order.
+    # The recent chain: distinct items of the last positions, in order; shorter when a multi-hop
+    # path already widens the drawing (every rank costs width, and the page scales to fit).
+    inner = len(view.path.item_ids) - 2 if view.path else 0
+    recent = max(1, recent - inner)
     chain: list[str] = []
     for item_id in ids[max(0, len(ids) - recent):]:
         if item_id in chain:

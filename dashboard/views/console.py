@@ -120,7 +120,8 @@ if result is not None:
         with table_tab:
             st.dataframe(display, hide_index=True)
         with graph_tab:
-            st.graphviz_chart(result_dot(result.nodes, result.relationships), width="stretch")
+            st.graphviz_chart(result_dot(result.nodes, result.relationships),
+                              width="stretch" if len(result.nodes) > 12 else "content")
             st.caption(legend_for(r.type for r in result.relationships))
             if len(result.nodes) > 150:
                 st.caption("Only the first 150 nodes are drawn.")

@@ -70,6 +70,10 @@ cols[2].metric("Predecessors (NEXT in)", f"{d.get('predecessors', 0):,}")
 cols[3].metric("Transitions in", f"{d.get('in_transitions', 0):,}")
 
 
+ID = st.column_config.TextColumn("id", width="small")
+TITLE = st.column_config.TextColumn("title", width="large")
+
+
 def count_column(frame, column: str, label: str):
     top = int(frame[column].max()) if len(frame) else 1
     return st.column_config.ProgressColumn(label, min_value=0, max_value=max(top, 1), format="%d")
@@ -81,14 +85,18 @@ with left:
     if view.successors.empty:
         st.caption("No item follows it in a training sequence.")
     else:
-        st.dataframe(view.successors, hide_index=True, height=320,
-                     column_config={"count": count_column(view.successors, "count", "transitions")})
+        st.dataframe(view.successors, hide_index=True, height=320, column_order=["item_id", "title", "count"],
+                     column_config={"item_id": ID, "title": TITLE,
+                                    "count": count_column(view.successors, "count", "transitions")})
     st.markdown(f"**:blue[Collaborative neighbours]** (COLLAB, top {len(view.collab)})")
     if view.collab.empty:
         st.caption("No collaborative neighbours.")
     else:
         st.dataframe(view.collab, hide_index=True, height=320,
-                     column_config={"count": count_column(view.collab, "count", "co-occurrences"),
+                     column_order=["rank", "item_id", "title", "count", "source", "via_item_id"],
+                     column_config={"item_id": ID, "title": TITLE,
+                                    "count": count_column(view.collab, "count", "co-occurrences"),
+                                    "via_item_id": st.column_config.TextColumn("via", width="small"),
                                     "source": st.column_config.TextColumn(
                                         "source", help="cooccur: within the window; semantic_backfill: a "
                                                        "co-occurrence neighbour of a semantic neighbour (via)")})
@@ -97,12 +105,14 @@ with right:
     if view.predecessors.empty:
         st.caption("No item precedes it in a training sequence.")
     else:
-        st.dataframe(view.predecessors, hide_index=True, height=320,
-                     column_config={"count": count_column(view.predecessors, "count", "transitions")})
+        st.dataframe(view.predecessors, hide_index=True, height=320, column_order=["item_id", "title", "count"],
+                     column_config={"item_id": ID, "title": TITLE,
+                                    "count": count_column(view.predecessors, "count", "transitions")})
     st.markdown(f"**:green[Semantic neighbours]** (SIMILAR, top {len(view.similar)})")
     if view.similar.empty:
         st.caption("No semantic neighbours (the graph was built without --semantic, or the item has no text).")
     else:
         st.dataframe(view.similar, hide_index=True, height=320,
-                     column_config={"score": st.column_config.ProgressColumn("cosine", min_value=0.0,
+                     column_config={"item_id": ID, "title": TITLE,
+                                    "score": st.column_config.ProgressColumn("cosine", min_value=0.0,
                                                                              max_value=1.0, format="%.3f")})

@@ -100,7 +100,7 @@ with left:
     last, target = view.last, view.target
     if view.path and view.path.hops == 1:
         st.markdown(f":red[**One-hop memorization:**] the training sequences go from *{md(last['title'])}* "
-                    f"straight to *{md(target['title'])}* ({view.path.counts[0]} times).")
+                    f"straight to *{md(target['title'])}* ({view.path.counts[0]} time{'s' if view.path.counts[0] != 1 else ''}).")
     elif view.path:
         via = " → ".join(f"*{md(t)}*" for t in view.path.titles[1:-1])
         st.markdown(f":orange[**{view.path.hops}-hop path:**] no training transition from the last item to "
@@ -147,7 +147,7 @@ with right:
     if not recs.empty:
         st.caption(":violet-badge[hit] the held-out target · :red-badge[memorized] a training successor of "
                    "the last item (`NEXT`) · :blue-badge[collab] / :green-badge[semantic] a collaborative / "
-                   "semantic neighbour of some history item")
+                   "semantic neighbour of the last item (`COLLAB` / `SIMILAR`)")
 
 # -- history ---------------------------------------------------------------------------------------
 st.markdown("**History** (most recent last)")

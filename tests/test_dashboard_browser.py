@@ -1,0 +1,161 @@
+"""The dashboard in a real browser: `streamlit run` on a free localhost port, driven by Playwright with
+Debian's chromium. Visits every page, opens a one-hop covered and an uncovered user, searches an item,
+runs Cypher queries (a read, a drawn subgraph, a refused write), checks the expected text and that no
+exception box is shown, and saves a screenshot per step to tests/artifacts/ (git-ignored).
+
+Needs /usr/bin/chromium and the playwright package (installed by .ci/run); skips, saying why, otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import dashboard_support as support
+from dashboard.commands import dashboard_env, streamlit_command
+from graph.store import StoreConfig
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def analyzed(tmp_path_factory) -> Path:
+    support.require_commands("analyze", "baseline", "report")
+    return support.analyzed_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def server(analyzed, tmp_path_factory):
+    """The dashboard served by `streamlit run`, as `iirg dashboard` starts it; yields its base URL."""
+    port = support.free_port()
+    env = dashboard_env(analyzed, StoreConfig(path=analyzed / "store" / "graph.lbdb"), dict(os.environ))
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(streamlit_command("127.0.0.1", port), env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, cwd=tmp_path_factory.getbasetemp())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not found (Debian's chromium package; .ci/run installs it)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright Python package is not installed")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 2200})
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        yield tab
+        context.close()
+        browser.close()
+
+
+def settle(page) -> None:
+    """Wait until Streamlit has finished running the script (the status widget is gone)."""
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT_MS)
+    page.wait_for_timeout(400)
+
+
+def check(page, name: str, *expected: str) -> None:
+    for text in expected:
+        page.get_by_text(text, exact=False).first.wait_for(state="visible")
+    settle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0, f"{name}: an exception is shown"
+    page.screenshot(path=str(ARTIFACTS / f"dashboard_{name}.png"), full_page=True)
+
+
+def users_of(run: Path) -> tuple[str, str]:
+    """A one-hop covered user and an uncovered one (3-hop: a multi-hop path to draw)."""
+    seg = support.segments(run)
+    covered = str(seg[seg["segment"] == "one_hop"]["user_id"].iloc[0])
+    uncovered = str(seg[seg["segment"] == "three_hop"]["user_id"].iloc[0])
+    return covered, uncovered
+
+
+@pytest.mark.slow
+def test_every_page_in_a_browser(page, server, analyzed):
+    page.goto(server + "/")
+    check(page, "1_overview", "Test users per memorization segment", "one-hop covered", "Gain decomposition",
+          "Share of Δ from one-hop covered users")
+
+    covered, uncovered = users_of(analyzed)
+    page.goto(f"{server}/users?user={covered}")
+    check(page, "2_user_covered", f"User {covered}", "One-hop memorization", "Top-10 of each model", "markov")
+    svg = page.locator('[data-testid="stGraphVizChart"] svg').first
+    assert "TARGET (held out)" in svg.text_content() and "one hop" in svg.text_content()
+
+    page.goto(f"{server}/users?user={uncovered}")
+    check(page, "3_user_uncovered", f"User {uncovered}", "3-hop path", "3-hop")
+    assert "TARGET (held out)" in page.locator('[data-testid="stGraphVizChart"] svg').first.text_content()
+
+    # Random user of a segment through the widgets.
+    page.get_by_role("button", name="Random user of this segment").click()
+    settle(page)
+    check(page, "4_user_random", "Memorization path")
+
+    page.goto(server + "/items")
+    check(page, "5_items_empty", "Search for an item by title")
+    search = page.get_by_label("Search titles")
+    search.fill("star wars")
+    search.press("Enter")
+    check(page, "6_items_star_wars", "Star Wars (1977)", "Training successors", "Semantic neighbours")
+
+    page.goto(server + "/console")
+    check(page, "7_console", "Cypher console", "Example queries")
+    page.get_by_role("button", name="Run").click()
+    check(page, "8_console_result", "rows in")
+
+    query = page.get_by_label("Query")
+    query.fill("MATCH (a:Item {id: '50'})-[n:NEXT]->(b:Item)\nRETURN a, n, b\nORDER BY n.count DESC\nLIMIT 8")
+    query.press("Control+Enter")
+    settle(page)
+    page.get_by_role("button", name="Run").click()
+    check(page, "9_console_rows", "8 rows in")
+    page.get_by_role("tab", name="Graph").click()
+    svg = page.locator('[data-testid="stGraphVizChart"] svg').first
+    svg.wait_for(state="visible")
+    assert "Star Wars (1977)" in svg.text_content() and "NEXT" in svg.text_content()
+    check(page, "10_console_graph", "Graph (9 nodes, 8 relationships)")
+
+    query.fill("MATCH (i:Item) DETACH DELETE i")
+    query.press("Control+Enter")
+    settle(page)
+    page.get_by_role("button", name="Run").click()
+    check(page, "11_console_refused", "Refused: this console is read-only")
