@@ -166,6 +166,8 @@ def run_train(args, ctx) -> int:
     name = args.name or default_run_name(Path(config.data), config.tasks)
     config.out = config.out or str(ctx.run.llm / "adapters" / name)
     result = finetune(config)
+    if ctx.env.get("RANK", "0") != "0":  # data-parallel launch (torchrun/accelerate): rank 0 reports
+        return 0
     ctx.run.record_config(f"llm_train:{name}", config.to_dict())
     m = result.metrics
     _print_table(f"LoRA adapter -> {result.out}", ["", "value"], [

@@ -138,8 +138,11 @@ class TrainConfig:
 def encode_samples(tokenizer, samples: list[dict], max_length: int) -> tuple[list[dict], int]:
     """Token ids with labels -100 on the prompt, and the per-sample weight.
 
+    Ids are int32 arrays (a full ml-100k run holds ~100k samples of a few hundred tokens).
     Returns the encoded samples and how many were dropped for exceeding max_length.
     """
+    import numpy as np
+
     answers = prompts.AnswerEncoder(tokenizer)
     prompt_ids = prompts.encode_prompts(tokenizer, [s["instruction"] for s in samples],
                                         [s.get("input", "") for s in samples])
@@ -149,7 +152,10 @@ def encode_samples(tokenizer, samples: list[dict], max_length: int) -> tuple[lis
         if len(prompt) + len(answer) > max_length:
             dropped += 1
             continue
-        encoded.append({"input_ids": prompt + answer, "labels": [-100] * len(prompt) + answer,
+        ids = np.asarray(prompt + answer, dtype=np.int32)
+        labels = ids.copy()
+        labels[:len(prompt)] = -100
+        encoded.append({"input_ids": ids, "labels": labels,
                         "weight": float(sample.get("weight", 1.0)), "task": sample.get("task", "nip")})
     return encoded, dropped
 
@@ -164,8 +170,8 @@ def collate(features: list[dict], pad_id: int) -> dict:
     mask = torch.zeros((len(features), width), dtype=torch.long)
     for row, f in enumerate(features):
         n = len(f["input_ids"])
-        ids[row, :n] = torch.tensor(f["input_ids"])
-        labels[row, :n] = torch.tensor(f["labels"])
+        ids[row, :n] = torch.as_tensor(f["input_ids"], dtype=torch.long)
+        labels[row, :n] = torch.as_tensor(f["labels"], dtype=torch.long)
         mask[row, :n] = 1
     weights = torch.tensor([f["weight"] for f in features], dtype=torch.float32)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels, "weights": weights}

@@ -11,7 +11,6 @@ class (Qwen2's for a Qwen2 config) and add tokens and rules the tiny BPE was not
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from ingest.errors import IirgError
@@ -103,7 +102,7 @@ def pick_device(requested: str | None = None) -> str:
     if requested:
         return requested
     if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        return "cuda"
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
