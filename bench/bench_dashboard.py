@@ -1,6 +1,6 @@
 """Server time of the dashboard's graph work per page view, on the embedded store (no Streamlit).
 
-    python bench/bench_dashboard.py --run runs/yelp --run runs/ml-100k --users 300
+    python bench/bench_dashboard.py --run runs/yelp --run runs/ml-100k --users 300 [--pages 60]
 
 Times exactly what the pages run, uncached (`dashboard.data.user_view`, `item_view`,
 `search_titles`), on a read-only store, for a seeded sample of users (stratified over segments when
@@ -81,6 +81,30 @@ def bench_run(run: RunPaths, n_users: int, n_items: int, warmup: int, seed: int,
             "n_views": len(views), "by_segment": by_segment, "history": percentiles(hist_len)}
 
 
+def bench_page(run: RunPaths, n_users: int, seed: int) -> dict:
+    """Whole user-explorer script runs (queries + DOT + Streamlit elements) through AppTest, uncached
+    users; AppTest's own overhead is included, the browser's rendering is not."""
+    import os
+
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["IIRG_DASHBOARD_RUN"] = str(run.root)
+    app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+    at = AppTest.from_file(str(app), default_timeout=120).run()
+    at.switch_page("views/users.py").run()
+    with open_store(StoreConfig(path=run.store), read_only=True) as store:
+        users = sample_users(store, n_users + 3, random.Random(seed + 1))
+    times = []
+    for i, user_id in enumerate(users):
+        start = time.perf_counter()
+        at.text_input(key="user_id").set_value(user_id).run()
+        if i >= 3:
+            times.append((time.perf_counter() - start) * 1000)
+        if at.exception:
+            raise RuntimeError(at.exception[0].value)
+    return percentiles(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="append", required=True, help="run folder (repeatable)")
@@ -89,6 +113,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="uncounted first user views")
     parser.add_argument("--k", type=int, default=10, help="top-K per model in the user view")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pages", type=int, default=0,
+                        help="also time this many whole user-explorer page runs through AppTest")
     args = parser.parse_args()
     console = Console(width=170)
     summary = Table(title=f"dashboard server time per view, embedded store (target < {TARGET_MS:.0f} ms per user view)")
@@ -104,15 +130,20 @@ def main() -> None:
                         f"{r['history']['median']:.0f} / {r['history']['max']:.0f}",
                         f"{r['user']['median']:.1f} ms", f"{r['user']['p95']:.1f} ms", f"{r['user']['max']:.1f} ms",
                         f"{r['item']['median']:.1f} ms", f"{r['item']['p95']:.1f} ms", f"{r['search']['median']:.1f} ms")
-        details.append((run.root.name, r))
+        details.append((run, r))
     console.print(summary)
-    for name, r in details:
+    for run, r in details:
+        name = run.root.name
         table = Table(title=f"{name}: per query in a user view ({r['n_views']} views)")
         for col in ("query", "median ms", "p95 ms", "max ms"):
             table.add_column(col, justify="right")
         for query, p in r["per_query"].items():
             table.add_row(query, f"{p['median']:.1f}", f"{p['p95']:.1f}", f"{p['max']:.1f}")
         console.print(table)
+        if args.pages:
+            p = bench_page(run, args.pages, args.seed)
+            console.print(f"{name}: whole user-explorer page (AppTest, uncached user): median {p['median']:.0f} ms, "
+                          f"p95 {p['p95']:.0f} ms, max {p['max']:.0f} ms")
         if len(r["by_segment"]) > 1:
             console.print("median user view by segment: " + ", ".join(
                 f"{data.segment_label(s)} {ms:.0f} ms" for s, ms in r["by_segment"].items()))
