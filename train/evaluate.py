@@ -113,31 +113,72 @@ class Cases:
 
     def history_keys(self) -> np.ndarray:
         """Sorted unique user_row * n_items + item codes of every (user, history item) pair."""
-        return np.unique(self.history_rows.astype(np.int64) * self.n_items + self.history)
+        return sorted_unique(self.history_rows.astype(np.int64) * self.n_items + self.history)
 
     def rows_of(self, user_ids: Iterable[str]) -> np.ndarray:
         """Row of each user id, -1 for users that are not evaluated in this split."""
-        return pd.Index(self.user_ids).get_indexer(pd.Index(list(user_ids)))
+        return codes_of(user_ids, self.user_ids)
+
+
+# numpy's np.unique / np.isin hash large int arrays slowly (~1 s for 300k values here); sorting and
+# binary search do the same in milliseconds.
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    values = np.sort(values)
+    keep = np.ones(len(values), dtype=bool)
+    keep[1:] = values[1:] != values[:-1]
+    return values[keep]
+
+
+def is_member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """values in sorted_set (sorted, unique), elementwise."""
+    if len(sorted_set) == 0:
+        return np.zeros(len(values), dtype=bool)
+    idx = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[idx] == values
+
+
+def codes_of(values, universe) -> np.ndarray:
+    """Position of each value (as text) in `universe` (unique texts), -1 when absent (Arrow hash join)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    vals = pa.array(np.asarray(values, dtype=object).astype(str) if not isinstance(values, (pd.Series, pd.Index))
+                    else values.astype(str))
+    codes = pc.index_in(vals, value_set=pa.array(np.asarray(universe, dtype=object).astype(str)))
+    return codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def item_ids_of(export: Export) -> np.ndarray:
+    """The export's item ids (text) in items.parquet order: item code i <-> item_ids[i]."""
+    ids = export.items["item_id"].astype(str).to_numpy().astype(object)
+    if len(sorted_unique(ids.astype(str))) != len(ids):
+        raise EvaluationError("export items.parquet has duplicate item ids")
+    return ids
 
 
 def item_index(export: Export) -> pd.Index:
-    index = pd.Index(export.items["item_id"].astype(str))
-    if not index.is_unique:
-        raise EvaluationError("export items.parquet has duplicate item ids")
-    return index
+    return pd.Index(item_ids_of(export))
+
+
+def item_codes(export: Export, values, where: str) -> np.ndarray:
+    """Codes of item ids referenced by an export file; raises when one is not in items.parquet."""
+    codes = codes_of(values, item_ids_of(export))
+    if (codes < 0).any():
+        raise EvaluationError(f"export {where} refers to items missing from items.parquet")
+    return codes
 
 
 def build_cases(export: Export, split: Split) -> Cases:
     """The evaluated users of `split` with their history and target (see module docstring)."""
     if split not in SPLITS:
         raise EvaluationError(f"split must be one of {SPLITS}, not {split!r}")
-    items = item_index(export)
+    item_ids = item_ids_of(export)
     inter = export.interactions
     # Integer user codes in sorted user-id order; everything below is integer arithmetic.
     user_codes, user_ids = pd.factorize(inter["user_id"].astype(str), sort=True)
     order = np.lexsort((inter["pos"].to_numpy(), user_codes))
     inter, user_codes = inter.iloc[order], user_codes[order]
-    codes = items.get_indexer(inter["item_id"].astype(str))
+    codes = codes_of(inter["item_id"], item_ids)
     if (codes < 0).any():
         bad = inter["item_id"][codes < 0].iloc[0]
         raise EvaluationError(f"export interactions.parquet: item {bad!r} is not in items.parquet")
@@ -159,7 +200,7 @@ def build_cases(export: Export, split: Split) -> Cases:
     indptr = np.concatenate([[0], np.cumsum(counts[evaluated])]).astype(np.int64)
     return Cases(split=split, user_ids=np.asarray(user_ids, dtype=object)[evaluated], indptr=indptr,
                  history=codes[keep].astype(np.int64), target=target_item[evaluated],
-                 item_ids=items.to_numpy().astype(object))
+                 item_ids=item_ids)
 
 
 def eval_cases(export: Export, split: Split) -> pd.DataFrame:
@@ -174,13 +215,10 @@ def eval_cases(export: Export, split: Split) -> pd.DataFrame:
 
 def next_keys(export: Export, n_items: int | None = None) -> np.ndarray:
     """Sorted src * n_items + dst codes of every training transition (NEXT edge)."""
-    items = item_index(export)
-    n = len(items) if n_items is None else n_items
-    src = items.get_indexer(export.next["src_item_id"].astype(str))
-    dst = items.get_indexer(export.next["dst_item_id"].astype(str))
-    if (src < 0).any() or (dst < 0).any():
-        raise EvaluationError("export next.parquet refers to items missing from items.parquet")
-    return np.unique(src.astype(np.int64) * n + dst)
+    n = len(export.items) if n_items is None else n_items
+    src = item_codes(export, export.next["src_item_id"], "next.parquet")
+    dst = item_codes(export, export.next["dst_item_id"], "next.parquet")
+    return sorted_unique(src * n + dst)
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,32 +259,35 @@ def prepare_lists(cases: Cases, recommendations: pd.DataFrame, *, keep_history: 
     if bad.any():
         raise EvaluationError(f"{where}: field 'rank' must be an integer >= 1; bad values at rows "
                               f"{_examples(np.flatnonzero(bad))}: {_examples(recs['rank'][bad])}")
-    rows = cases.rows_of(recs["user_id"].astype(str))
+    rows = cases.rows_of(recs["user_id"])
     if (rows < 0).any():
         unknown = pd.unique(recs["user_id"][rows < 0])
         raise EvaluationError(f"{where}: {len(unknown)} user(s) are not evaluated in split "
                               f"{cases.split!r} (field 'user_id'): {_examples(unknown)}")
-    items = pd.Index(cases.item_ids).get_indexer(recs["item_id"].astype(str))
+    items = codes_of(recs["item_id"], cases.item_ids)
     if (items < 0).any():
         unknown = pd.unique(recs["item_id"][items < 0])
         raise EvaluationError(f"{where}: {len(unknown)} unknown item id(s) (field 'item_id'), "
                               f"not in the export's items: {_examples(unknown)}")
-    frame = pd.DataFrame({"row": rows, "item": items, "model_rank": rank.astype(np.int64)})
-    for field, cols in (("rank", ["row", "model_rank"]), ("item_id", ["row", "item"])):
-        dup = frame.duplicated(cols, keep=False)
-        if dup.any():
-            users = pd.unique(cases.user_ids[frame["row"][dup]])
+    model_rank = rank.astype(np.int64)
+    for field, second, width in (("rank", model_rank, int(model_rank.max(initial=0)) + 1),
+                                 ("item_id", items, cases.n_items)):
+        keys = rows.astype(np.int64) * width + second
+        ordered = np.sort(keys)
+        dup_keys = ordered[1:][ordered[1:] == ordered[:-1]]
+        if len(dup_keys):
+            users = pd.unique(cases.user_ids[rows[is_member(keys, sorted_unique(dup_keys))]])
             raise EvaluationError(f"{where}: duplicate {field} within a user's list (field "
-                                  f"{field!r}) for {len(users)} user(s), e.g. {_examples(users)}")
-    order = np.lexsort((frame["model_rank"].to_numpy(), frame["row"].to_numpy()))
-    frame = frame.iloc[order].reset_index(drop=True)
+                                  f"{field!r}) for user(s) {_examples(users)}")
+    order = np.lexsort((model_rank, rows))
+    frame = pd.DataFrame({"row": rows[order], "item": items[order], "model_rank": model_rank[order]})
     extra = recs[[c for c in EXTRA_COLUMNS if c in recs.columns]].iloc[order].reset_index(drop=True)
     listed = np.zeros(cases.n_users, dtype=bool)
     listed[frame["row"].to_numpy()] = True
     dropped = 0
     if not keep_history:
         keys = frame["row"].to_numpy().astype(np.int64) * cases.n_items + frame["item"].to_numpy()
-        in_hist = np.isin(keys, cases.history_keys())
+        in_hist = is_member(keys, cases.history_keys())
         dropped = int(in_hist.sum())
         frame, extra = frame[~in_hist].reset_index(drop=True), extra[~in_hist].reset_index(drop=True)
     row = frame["row"].to_numpy()
@@ -284,7 +325,7 @@ def metric_table(ranks: np.ndarray, ks: Iterable[int] = KS) -> dict[str, float]:
 def successor_mask(cases: Cases, lists: RankedLists, transitions: np.ndarray) -> np.ndarray:
     """Per list entry: the item is a training successor of the user's last history item."""
     keys = cases.last[lists.row].astype(np.int64) * cases.n_items + lists.item
-    return np.isin(keys, transitions)
+    return is_member(keys, transitions)
 
 
 def compute_metrics(cases: Cases, lists: RankedLists, segments: pd.DataFrame,
@@ -367,8 +408,13 @@ def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
 
 
 def evaluated_lists_frame(cases: Cases, lists: RankedLists) -> pd.DataFrame:
-    frame = pd.DataFrame({"user_id": cases.user_ids[lists.row].astype(str),
-                          "item_id": cases.item_ids[lists.item].astype(str),
+    import pyarrow as pa
+
+    def take(ids: np.ndarray, idx: np.ndarray) -> pd.Series:  # Arrow take: no per-row Python objects
+        return pa.array(ids.astype(str)).take(pa.array(idx)).to_pandas()
+
+    frame = pd.DataFrame({"user_id": take(cases.user_ids, lists.row),
+                          "item_id": take(cases.item_ids, lists.item),
                           "rank": lists.rank, "model_rank": lists.model_rank})
     for col in lists.extra.columns:
         frame[col] = lists.extra[col].to_numpy()

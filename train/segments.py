@@ -54,7 +54,7 @@ from scipy.sparse import csgraph
 from graph.export import Export
 from graph.rundir import RunPaths, git_commit
 from graph.store import StoreConfig
-from train.evaluate import Cases, EvaluationError, SPLITS, build_cases, item_index
+from train.evaluate import Cases, SPLITS, build_cases, is_member, item_codes
 
 SEGMENTS = ("one_hop", "two_hop", "three_hop", "semantic_only", "beyond", "unreachable")
 HOP_CAP = 4  # stored hop for "reachable in more than 3 hops"
@@ -75,14 +75,11 @@ class SegmentConfig:
             raise ValueError("semantic_k must be >= 1")
 
 
-def edge_matrix(export_edges: pd.DataFrame, items: pd.Index, src: str, dst: str,
-                where: str) -> sp.csr_matrix:
-    """(n_items, n_items) boolean adjacency from an edge frame."""
-    s = items.get_indexer(export_edges[src].astype(str))
-    d = items.get_indexer(export_edges[dst].astype(str))
-    if (s < 0).any() or (d < 0).any():
-        raise EvaluationError(f"export {where} refers to items missing from items.parquet")
-    n = len(items)
+def edge_matrix(export: Export, edges: pd.DataFrame, src: str, dst: str, where: str) -> sp.csr_matrix:
+    """(n_items, n_items) 0/1 adjacency from an export edge frame."""
+    s = item_codes(export, edges[src], where)
+    d = item_codes(export, edges[dst], where)
+    n = len(export.items)
     m = sp.csr_matrix((np.ones(len(s), dtype=np.float32), (s, d)), shape=(n, n))
     m.sum_duplicates()
     m.data[:] = 1.0
@@ -179,12 +176,11 @@ def label_users(export: Export, split: str, config: SegmentConfig | None = None,
     """One row per evaluated user of `split` with its segment (see module docstring)."""
     config = config or SegmentConfig()
     cases = build_cases(export, split) if cases is None else cases  # type: ignore[arg-type]
-    items = item_index(export)
-    nxt = edge_matrix(export.next, items, "src_item_id", "dst_item_id", "next.parquet")
+    nxt = edge_matrix(export, export.next, "src_item_id", "dst_item_id", "next.parquet")
     similar = export.similar
     if config.semantic_k is not None:
         similar = similar[similar["rank"] <= config.semantic_k]
-    sim = edge_matrix(similar, items, "item_id", "neighbor_id", "similar.parquet")
+    sim = edge_matrix(export, similar, "item_id", "neighbor_id", "similar.parquet")
     last, target = cases.last, cases.target
     hop = hop_distances(nxt, last, target)
     history = cases.history_matrix()
@@ -205,7 +201,8 @@ def label_users(export: Export, split: str, config: SegmentConfig | None = None,
         "target_item_id": cases.item_ids[target].astype(str),
         "last_item_id": cases.item_ids[last].astype(str),
         "history_length": cases.history_length,
-        "target_in_history": np.isin(np.arange(cases.n_users) * cases.n_items + target, hist_keys),
+        "target_in_history": is_member(np.arange(cases.n_users, dtype=np.int64) * cases.n_items + target,
+                                       hist_keys),
     })
     frame.loc[hop == 0, "hop"] = pd.NA
     return frame[SEGMENT_COLUMNS]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from graph.export import Export
-from train.evaluate import Cases, item_index
+from train.evaluate import Cases, is_member, item_index
 
 BASELINES = ("popularity", "markov", "cooc", "sasrec")
 SELECT_K = 10  # hyperparameters are selected by valid Recall@SELECT_K
@@ -69,9 +69,9 @@ def rank_users(cases: Cases, score: Callable[[np.ndarray], np.ndarray], *, k: in
             evidence = np.ones_like(raw, dtype=bool)
         if not keep_history:
             # mask this chunk's history items (rows are sorted, histories contiguous)
-            sel = np.isin(hist_rows, chunk)
-            local = np.searchsorted(chunk, hist_rows[sel]) if np.all(np.diff(chunk) > 0) \
-                else pd.Index(chunk).get_indexer(hist_rows[sel])
+            order = np.argsort(chunk)
+            sel = is_member(hist_rows, chunk[order])
+            local = order[np.searchsorted(chunk[order], hist_rows[sel])]
             key[local, hist_items[sel]] = -np.inf
         top = np.argpartition(-key, k - 1, axis=1)[:, :k]
         top_key = np.take_along_axis(key, top, axis=1)

@@ -23,18 +23,17 @@ import scipy.sparse as sp
 
 from graph.export import Export
 from train.baselines import popularity_counts, rank_users
-from train.evaluate import Cases, item_index
+from train.evaluate import Cases, item_codes
 
 DECAYS = (1.0, 0.8, 0.6, 0.4, 0.2)
 WEIGHTS = ("count", "cosine", "rank")
 
 
 def collab_matrix(export: Export, weight: str) -> sp.csr_matrix:
-    items = item_index(export)
-    n = len(items)
+    n = len(export.items)
     collab = export.collab
-    src = items.get_indexer(collab["item_id"].astype(str))
-    dst = items.get_indexer(collab["neighbor_id"].astype(str))
+    src = item_codes(export, collab["item_id"], "collab.parquet")
+    dst = item_codes(export, collab["neighbor_id"], "collab.parquet")
     count = pd.to_numeric(collab["count"], errors="coerce").fillna(0).to_numpy(dtype=np.float64)
     if weight == "rank":
         w = 1.0 / collab["rank"].to_numpy(dtype=np.float64)

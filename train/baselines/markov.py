@@ -16,15 +16,14 @@ import scipy.sparse as sp
 
 from graph.export import Export
 from train.baselines import popularity_counts, rank_users
-from train.evaluate import Cases, item_index
+from train.evaluate import Cases, item_codes
 
 
 def transition_counts(export: Export) -> sp.csr_matrix:
     """(n_items, n_items) NEXT counts: [i, j] = how often j directly followed i in training parts."""
-    items = item_index(export)
-    n = len(items)
-    src = items.get_indexer(export.next["src_item_id"].astype(str))
-    dst = items.get_indexer(export.next["dst_item_id"].astype(str))
+    n = len(export.items)
+    src = item_codes(export, export.next["src_item_id"], "next.parquet")
+    dst = item_codes(export, export.next["dst_item_id"], "next.parquet")
     counts = export.next["count"].fillna(1).to_numpy(dtype=np.float64)
     m = sp.csr_matrix((counts, (src, dst)), shape=(n, n))
     m.sum_duplicates()
