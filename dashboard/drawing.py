@@ -38,9 +38,9 @@ EDGE_STYLES = {
 
 MEMORIZATION_LEGEND = (
     ":red[**━ NEXT last → target**] one-hop memorization (a training transition) · "
-    ":orange[**━ NEXT path**] shortest multi-hop path of training transitions · "
-    ":red[─ NEXT] other history item → target · "
-    ":blue[**┅ COLLAB**] target is a collaborative neighbour (rank) · "
+    ":orange[**━ NEXT path**] shortest multi-hop path of training transitions (×count) · "
+    ":red[─ NEXT] other history item → target (×count) · "
+    ":blue[**┅ COLLAB**] target is a collaborative neighbour (#rank) · "
     ":green[**┅ SIMILAR**] target is a semantic neighbour (cosine) · "
     ":gray[┈ history order]"
 )
@@ -51,7 +51,7 @@ def _quote(text: str) -> str:
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def _wrap(title: str | None, width: int = 20, lines: int = 2) -> str:
+def _wrap(title: str | None, width: int = 16, lines: int = 3) -> str:
     parts = textwrap.wrap(str(title or ""), width) or [""]
     if len(parts) > lines:
         parts = parts[:lines]
@@ -167,10 +167,11 @@ def memorization_dot(view: UserView, *, recent: int = 3, max_linked: int = MAX_L
         for a, b, count in zip(view.path.item_ids, view.path.item_ids[1:], view.path.counts):
             on_path.add((a, b))
             lines.append(_edge(a, b, "NEXT" if one_hop else "PATH",
-                               f"NEXT ×{count}" + (" · one hop" if one_hop else ""), bold=True))
-    labels = {"NEXT": lambda r: f"NEXT ×{r.count}",
-              "COLLAB": lambda r: f"COLLAB #{r.rank}" + (" (back-fill)" if r.source == "semantic_backfill" else ""),
-              "SIMILAR": lambda r: f"SIMILAR {r.score:.2f}"}
+                               f"NEXT ×{count} · one hop" if one_hop else f"×{count}", bold=True))
+    # Short labels: the colour says the relation (legend), the label its strength.
+    labels = {"NEXT": lambda r: f"×{r.count}",
+              "COLLAB": lambda r: f"#{r.rank}" + (" (back-fill)" if r.source == "semantic_backfill" else ""),
+              "SIMILAR": lambda r: f"{r.score:.2f}"}
     for frame, kind in ((view.next_links, "NEXT"), (view.collab_links, "COLLAB"), (view.similar_links, "SIMILAR")):
         for row in frame.drop_duplicates("item_id").itertuples(index=False):
             src = str(row.item_id)

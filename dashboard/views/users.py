@@ -50,7 +50,11 @@ if "user_id" not in st.session_state:
 
 def draw_random(segment: str | None, n_users: int) -> None:
     """Button callback: put a random user of `segment` into the id box (before it is drawn)."""
-    user = data.random_user(store, segment, n_users, random.Random())
+    try:
+        user = data.random_user(store, segment, n_users, random.Random())
+    except GraphError as e:
+        st.session_state["user_pick_error"] = f"Drawing a random user failed: {e}"
+        return
     if user is not None:
         st.session_state["user_id"] = user
 
@@ -59,10 +63,14 @@ with st.container(border=True):
     c1, c2, c3, c4 = st.columns([2, 3, 2, 1], vertical_alignment="bottom")
     c1.text_input("User id", key="user_id", placeholder="e.g. 1")
     if segments.empty:
-        counts = cache.graph_counts(store, version)
+        try:
+            n_all = cache.graph_counts(store, version)["users"]
+        except GraphError as e:
+            st.error(f"Counting the users failed: {e}")
+            st.stop()
         c2.selectbox("Segment", ["any user"], key="user_segment", disabled=True,
                      help="Segments appear after `iirg analyze`.")
-        c3.button("Random user", key="random_user", on_click=draw_random, args=(None, counts["users"]))
+        c3.button("Random user", key="random_user", on_click=draw_random, args=(None, n_all))
     else:
         options = {row.segment: f"{row.label} ({row.n_users:,} users)" for row in segments.itertuples()}
         segment = c2.selectbox("Segment", list(options), format_func=options.get, key="user_segment")
@@ -70,6 +78,8 @@ with st.container(border=True):
         c3.button("Random user of this segment", key="random_user", on_click=draw_random, args=(segment, n))
     k = c4.selectbox("Top-K", [5, 10, 20], index=1, key="user_k")
 
+if "user_pick_error" in st.session_state:
+    st.error(st.session_state.pop("user_pick_error"))
 user_id = st.session_state["user_id"].strip()
 if not user_id:
     st.info("Enter a user id, or draw a random user of a memorization segment.")
