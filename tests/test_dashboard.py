@@ -38,7 +38,7 @@ def analyzed(tmp_path_factory) -> Path:
     return support.analyzed_run(tmp_path_factory)
 
 
-def app(monkeypatch, run: Path, neo4j: str | None = None):
+def app(monkeypatch, run: Path, neo4j: str | None = None, password: str = "not-the-password"):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("IIRG_DASHBOARD_RUN", str(run))
@@ -46,7 +46,7 @@ def app(monkeypatch, run: Path, neo4j: str | None = None):
         monkeypatch.delenv(name, raising=False)
     if neo4j:
         monkeypatch.setenv("IIRG_DASHBOARD_NEO4J", neo4j)
-        monkeypatch.setenv("NEO4J_PASSWORD", "not-the-password")
+        monkeypatch.setenv("NEO4J_PASSWORD", password)
     return AppTest.from_file(str(APP), default_timeout=TIMEOUT)
 
 
@@ -354,6 +354,49 @@ def test_missing_graph_and_missing_settings(monkeypatch, tmp_path):
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     no_exception(at)
     assert any("No run folder configured" in e for e in texts(at, "error"))
+
+
+# -- Neo4j backend (needs Docker: testcontainers starts Neo4j 5; skips, saying why, otherwise) ----
+@pytest.mark.neo4j
+@pytest.mark.slow
+def test_neo4j_backend_shows_the_same_views(monkeypatch, analyzed, neo4j_config, tmp_path):
+    from neo4j_support import wipe_neo4j
+
+    wipe_neo4j(neo4j_config)
+    run = tmp_path / "neo4j-run"
+    monkeypatch.setenv("NEO4J_PASSWORD", neo4j_config.password)
+    store_args = ["--neo4j", neo4j_config.uri, "--neo4j-user", neo4j_config.user]
+    support._iirg("build", "--dataset", "ml-100k", "--run", str(run), *store_args)
+    support._iirg("analyze", "--run", str(run), *store_args)
+    support._iirg("baseline", "markov", "--run", str(run), "--quiet", *store_args)
+    seg = support.segments(analyzed)
+    users = seg.groupby("segment").head(2)["user_id"].astype(str).tolist()
+    with store_of(analyzed) as embedded, open_store(neo4j_config, read_only=True) as neo:
+        for user in users:
+            a, b = data.user_view(embedded, user), data.user_view(neo, user)
+            assert (a.segment, a.hop, a.target, a.last) == (b.segment, b.hop, b.target, b.last), user
+            assert (a.path.hops if a.path else None) == (b.path.hops if b.path else None), user
+            for attr in ("next_links", "collab_links", "similar_links"):
+                assert sorted(getattr(a, attr)["item_id"]) == sorted(getattr(b, attr)["item_id"]), (user, attr)
+            mine = a.recommendations[a.recommendations["model"] == "markov"].reset_index(drop=True)
+            pd.testing.assert_frame_equal(mine, b.recommendations.reset_index(drop=True), check_dtype=False)
+        item_a, item_b = data.item_view(embedded, "50"), data.item_view(neo, "50")
+        assert item_a.degree == item_b.degree
+        assert item_a.collab["item_id"].tolist() == item_b.collab["item_id"].tolist()
+        assert data.search_titles(embedded, "star")["item_id"].tolist() == \
+            data.search_titles(neo, "star")["item_id"].tolist()
+        assert data.segment_counts(embedded).equals(data.segment_counts(neo))
+        nodes_before = neo.run("MATCH (n) RETURN count(n) AS n")[0]["n"]
+
+    covered = str(seg[seg["segment"] == "one_hop"]["user_id"].iloc[0])
+    at = open_user(app(monkeypatch, run, neo4j=neo4j_config.uri, password=neo4j_config.password).run(), covered)
+    assert any("One-hop memorization" in m for m in texts(at, "markdown"))
+    at.switch_page("views/console.py").run()
+    at.text_area(key="console_query").set_value("MATCH (n) DETACH DELETE n").run()
+    at.button(key="console_run").click().run()
+    assert "Refused: this console is read-only" in texts(at, "error")[0]
+    with open_store(neo4j_config, read_only=True) as neo:
+        assert neo.run("MATCH (n) RETURN count(n) AS n")[0]["n"] == nodes_before
 
 
 # -- pieces without Streamlit ---------------------------------------------------------------------
