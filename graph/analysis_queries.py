@@ -39,7 +39,8 @@ DELETE r
 
 CREATE_RECOMMENDED_QUERY = """
 UNWIND $rows AS row
-MATCH (u:User {id: row.user_id}), (i:Item {id: row.item_id})
+MATCH (u:User {id: row.user_id})
+MATCH (i:Item {id: row.item_id})
 CREATE (u)-[:RECOMMENDED {model: row.model, rank: row.rank, split: row.split}]->(i)
 """
 

@@ -15,7 +15,7 @@ from graph.build import build_run
 from graph.config import GraphConfig
 from graph.export import load_export
 from graph.rundir import RunPaths
-from graph.store import StoreConfig, open_store
+from graph.store import open_store
 from test_segments import SEQUENCES, SIMILAR, make_dataset, make_run
 from train.evaluate import KS, EvaluationError, compare_gains, record_model
 from train.segments import SEGMENTS, analyze, write_segments
@@ -145,20 +145,14 @@ def test_decomposition_of_identical_models():
     assert res["delta"] == 0 and res["covered_share_of_gain"] is None and not res["significant"]
 
 
-# ---- the real embedded store (lead's schema): segments on users, RECOMMENDED edges -------------
-@pytest.fixture
-def graph_run(tmp_path):
+# ---- real stores (the lead's schema; both backends, Neo4j skips without Docker) ----------------
+def test_graph_gets_segments_and_replaced_recommendations(tmp_path, store_config):
     run = RunPaths.of(tmp_path / "graph_run")
     dataset = make_dataset(SEQUENCES)
     dataset.save(run.dataset)
-    build_run(run, dataset, StoreConfig(path=run.store), GraphConfig(semantic=False, window=1),
-              progress=False)
-    return run, load_export(run.export)
-
-
-def test_graph_gets_segments_and_replaced_recommendations(graph_run):
-    run, export = graph_run
-    store = StoreConfig(path=run.store)
+    build_run(run, dataset, store_config, GraphConfig(semantic=False, window=1), progress=False)
+    export = load_export(run.export)
+    store = store_config
     frames = analyze(run, export, store=store)
     record_model(run, "hand", HAND, store=store, export=export)
     record_model(run, "hand", HAND, store=store, export=export)  # replaces, does not add

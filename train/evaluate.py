@@ -490,7 +490,11 @@ def record_model(run: RunPaths, model: str, recommendations: pd.DataFrame, *, sp
     _write_json(info_path, saved)
     run.record_config(f"model.{model}.{split}", {"keep_history": keep_history, **(info or {})})
     if store is not None:
-        write_recommendations(store, model, split, frame)
+        try:
+            write_recommendations(store, model, split, frame)
+        except IirgError as e:  # the results are saved: say so rather than lose them in a traceback
+            raise EvaluationError(f"{model} ({split}) is evaluated and saved in {folder}, but writing "
+                                  f"its RECOMMENDED edges to {store.describe()} failed: {e}") from e
     return metrics
 
 
