@@ -11,6 +11,7 @@ never appears on a command line. Streamlit is imported by the child only, so `ii
 from __future__ import annotations
 
 import errno
+import signal
 import socket
 import subprocess
 import sys
@@ -91,6 +92,8 @@ def run_dashboard(args, ctx) -> int:
           "(Ctrl-C to stop)", flush=True)
     child = subprocess.Popen(streamlit_command(args.host, args.port),
                              env=dashboard_env(ctx.run.root, ctx.store, ctx.env))
+    # `docker stop` / kill send SIGTERM to this process only: pass it on so Streamlit shuts down too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))
     try:
         return child.wait()
     except KeyboardInterrupt:

@@ -46,7 +46,9 @@ if manifest:
 # -- segments --------------------------------------------------------------------------------------
 st.subheader("Test users per memorization segment")
 segments = None
-if ctx.store is not None:
+if ctx.store is None:
+    st.caption("Segments are read from the graph's User nodes: not available while the graph is down.")
+else:
     try:
         segments = cache.segment_counts(ctx.store, ctx.version)
     except GraphError as e:
