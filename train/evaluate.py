@@ -488,7 +488,9 @@ def record_model(run: RunPaths, model: str, recommendations: pd.DataFrame, *, sp
     saved.setdefault("splits", {})[split] = {
         "config": info or {}, "recorded_at": metrics["created_at"], "git_commit": metrics["git_commit"]}
     _write_json(info_path, saved)
-    run.record_config(f"model.{model}.{split}", {"keep_history": keep_history, **(info or {})})
+    compact = {k: v for k, v in (info or {}).items() if k not in ("history", "selection")}
+    run.record_config(f"model.{model}.{split}", {"keep_history": keep_history, **compact,
+                                                 "info": str(info_path)})
     if store is not None:
         try:
             write_recommendations(store, model, split, frame)
