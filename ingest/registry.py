@@ -205,8 +205,10 @@ def resolve(spec: str, *, data_dir: str | os.PathLike | None = None, format: str
             name: str | None = None) -> Target:
     """Turn a registered name or a path into (name, path, format).
 
-    A spec that exists on disk is a path; otherwise it must be a registered name, whose folder
-    `<data_dir>/<name>` (or one sub-folder of it, as left by unzipping) must hold its files.
+    A registered name written without a path separator (`yelp`) is the registered dataset, even when
+    the working folder happens to hold a folder of that name (write `./yelp` for that one). Any
+    other spec that exists on disk is a path; the registered name's folder `<data_dir>/<name>` (or
+    one sub-folder of it, as left by unzipping) must hold its files.
     `format` other than "auto" overrides the registry/detection.
 
     Raises:
@@ -214,7 +216,8 @@ def resolve(spec: str, *, data_dir: str | os.PathLike | None = None, format: str
         IngestError: a path whose format cannot be detected.
     """
     path = Path(spec).expanduser()
-    if path.exists():
+    bare_name = "/" not in spec and os.sep not in spec and lookup(spec) is not None
+    if path.exists() and not bare_name:
         folder = path if path.is_dir() else path.parent
         entry = lookup(folder.name) if path.is_dir() else None
         fmt = format if format != "auto" else detect_format(path)

@@ -147,3 +147,14 @@ def test_saved_dataset_round_trips(ml100k, tmp_path):
     assert back.checksum() == ml100k.checksum()
     assert back.source["files"][0]["sha256"] == ml100k.source["files"][0]["sha256"]
     assert back.items.loc[back.items["item_id"] == "543", "categories"].iloc[0] == ["Drama", "Musical"]
+
+
+def test_a_registered_name_wins_over_a_same_named_local_folder(ml100k_dir, tmp_path, monkeypatch):
+    from ingest.registry import resolve
+
+    (tmp_path / "ml-100k").mkdir()  # an unrelated folder in the working directory
+    monkeypatch.chdir(tmp_path)
+    target = resolve("ml-100k", data_dir=ml100k_dir.parent)
+    assert target.path == ml100k_dir and target.format == "movielens"
+    with pytest.raises(Exception, match="cannot detect"):
+        resolve("./ml-100k", data_dir=ml100k_dir.parent)  # an explicit path means the local folder
