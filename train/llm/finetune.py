@@ -34,6 +34,7 @@ import os
 import random
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
@@ -219,6 +220,7 @@ def make_trainer_class():
         def __init__(self, *args, valid_eval=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.valid_eval = valid_eval
+            self.eval_seconds = 0.0  # time spent decoding valid users, kept out of tokens/s
             # Ask the Trainer to count answer tokens over the accumulated batch (num_items_in_batch).
             self.model_accepts_loss_kwargs = True
 
@@ -237,7 +239,9 @@ def make_trainer_class():
             return (loss, outputs) if return_outputs else loss
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            start = time.perf_counter()
             metrics = self.valid_eval(self.model, self.accelerator) if self.valid_eval else {}
+            self.eval_seconds += time.perf_counter() - start
             metrics = {f"{metric_key_prefix}_{k}": v for k, v in metrics.items()}
             self.log(metrics)
             self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
@@ -316,6 +320,13 @@ class StepCounter:
                     counter.first_step = state.global_step
 
         return _Callback()
+
+
+def _tokens_at(checkpoint: Path | None) -> int:
+    """Tokens seen before this run (a resumed run counts only its own for tokens/s)."""
+    if checkpoint is None or not (checkpoint / "trainer_state.json").exists():
+        return 0
+    return int(json.loads((checkpoint / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0))
 
 
 def latest_checkpoint(checkpoints: Path) -> Path | None:
@@ -432,6 +443,7 @@ def finetune(config: TrainConfig) -> TrainResult:
         data_collator=lambda features: collate(features, tokenizer.pad_token_id),
         processing_class=tokenizer, callbacks=[counter.callback()],
         valid_eval=ValidEvaluation(tokenizer, data, config) if evaluate else None)
+    tokens_before = _tokens_at(resume_from)
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     state = trainer.state
@@ -444,8 +456,11 @@ def finetune(config: TrainConfig) -> TrainResult:
         "steps_this_run": counter.steps,
         "train_loss": output.training_loss,
         "train_runtime_s": output.metrics.get("train_runtime"),
-        "tokens_seen": state.num_input_tokens_seen,
-        "tokens_per_s": (state.num_input_tokens_seen / output.metrics["train_runtime"]
+        "valid_eval_s": round(trainer.eval_seconds, 2),
+        "tokens_seen": state.num_input_tokens_seen - tokens_before,
+        # training tokens (non-padding, all processes) per second of training, decoding excluded
+        "tokens_per_s": ((state.num_input_tokens_seen - tokens_before)
+                         / max(output.metrics["train_runtime"] - trainer.eval_seconds, 1e-9)
                          if output.metrics.get("train_runtime") else None),
         "samples": task_counts, "dropped_too_long": dropped,
         "valid": valid_history,
