@@ -347,10 +347,12 @@ def plot_loss_curve(log_history: list[dict], path: Path, title: str) -> None:
         ax.plot(*zip(*train), label="training loss (weighted CE / answer token)", color="tab:blue")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
+    ax.set_ylim(bottom=0)
     if valid:
         ax2 = ax.twinx()
         ax2.plot(*zip(*valid), "o-", color="tab:orange", label="valid Recall@10")
         ax2.set_ylabel("valid Recall@10")
+        ax2.set_ylim(bottom=0, top=max(v for _, v in valid) * 1.2 or 1.0)  # from 0: no exaggerated wiggles
         ax2.legend(loc="upper right")
     ax.legend(loc="upper left")
     ax.set_title(title)
