@@ -155,6 +155,7 @@ def test_graph_gets_segments_and_replaced_recommendations(tmp_path, store_config
     store = store_config
     frames = analyze(run, export, store=store)
     record_model(run, "hand", HAND, store=store, export=export)
+    record_model(run, "other", HAND, store=store, export=export)
     record_model(run, "hand", HAND, store=store, export=export)  # replaces, does not add
     record_model(run, "hand", HAND.iloc[:1], split="test", store=store, export=export)
     with open_store(store) as graph:
@@ -166,7 +167,8 @@ def test_graph_gets_segments_and_replaced_recommendations(tmp_path, store_config
                              "u.segment AS segment, u.last_item_id AS last", {"id": "u_unreach"})
     expected = frames["test"]["segment"].value_counts()
     assert counts.sort_index().to_dict() == expected.sort_index().to_dict()
-    assert models[["model", "split", "edges"]].values.tolist() == [["hand", "test", 1]]
+    # HAND has 5 entries left after history removal; the other model's edges survive replacements
+    assert models[["model", "split", "edges"]].values.tolist() == [["hand", "test", 1], ["other", "test", 5]]
     assert hits.values.tolist() == [["one_hop", 1]]
     assert users.iloc[0]["segment"] == "unreachable" and pd.isna(users.iloc[0]["hop"])
     assert users.iloc[0]["last"] == "x5"

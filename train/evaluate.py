@@ -506,13 +506,34 @@ def write_recommendations(store: StoreConfig, model: str, split: str, frame: pd.
     from graph.analysis_queries import queries_for
     from graph.store import open_store
 
-    rows = frame[frame["rank"] <= max_rank]
-    rows = [{"user_id": u, "item_id": i, "rank": int(r), "model": model, "split": split}
-            for u, i, r in zip(rows["user_id"], rows["item_id"], rows["rank"])]
+    rows = frame.loc[frame["rank"] <= max_rank, ["user_id", "item_id", "rank"]].assign(
+        model=model, split=split)[["user_id", "item_id", "model", "rank", "split"]]
+    rows["rank"] = rows["rank"].astype("int64")
+    params = {"model": model, "split": split}
     with open_store(store) as graph:
         q = queries_for(graph.dialect)
-        graph.run(q.DELETE_RECOMMENDED, {"model": model, "split": split})
-        return graph.write_batch(q.CREATE_RECOMMENDED, rows)
+        if graph.dialect == "ladybug" and hasattr(graph, "copy_from"):
+            if int(graph.run(q.COUNT_RECOMMENDED, params)[0]["edges"]):
+                _rebuild_recommended_ladybug(graph, params, rows)
+            else:
+                graph.copy_from("RECOMMENDED", rows)
+            return len(rows)
+        graph.run(q.DELETE_RECOMMENDED, params)
+        return graph.write_batch(q.CREATE_RECOMMENDED, rows.to_dict("records"))
+
+
+def _rebuild_recommended_ladybug(graph, params: dict, rows: pd.DataFrame) -> None:
+    """Swap one model/split's edges: keep the others, re-create the table, COPY all back."""
+    from graph import analysis_queries as AQ
+    from graph.queries import SCHEMA_QUERIES_LADYBUG
+
+    ddl = [s for s in SCHEMA_QUERIES_LADYBUG if "REL TABLE IF NOT EXISTS RECOMMENDED(" in s]
+    if len(ddl) != 1:
+        raise EvaluationError("graph.queries has no single RECOMMENDED table definition")
+    kept = graph.run_df(AQ.READ_OTHER_RECOMMENDED_QUERY_LADYBUG, params)
+    graph.run(AQ.DROP_RECOMMENDED_TABLE_QUERY_LADYBUG)
+    graph.run(ddl[0])
+    graph.copy_from("RECOMMENDED", pd.concat([kept.astype({"rank": "int64"}), rows], ignore_index=True))
 
 
 # --------------------------------------------------------------------------------------------

@@ -121,7 +121,9 @@ def select_and_record(run, model: str, export: Export, candidates: list[dict],
             best, best_score, best_recs = params, score, recs
     info = {**(info or {}), "params": best, "selection": selection, "selected_by": f"valid recall@{SELECT_K}"}
     out = {"selection": selection, "best": best}
-    out["valid"] = record_model(run, model, best_recs, split="valid", store=store, info=info,
+    # the graph gets the lists of the split asked for; valid lists of a test run stay in files
+    out["valid"] = record_model(run, model, best_recs, split="valid",
+                                store=store if split == "valid" else None, info=info,
                                 keep_history=keep_history, export=export)
     if split == "test":
         test = build_cases(export, "test")

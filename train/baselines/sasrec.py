@@ -324,6 +324,7 @@ def run_sasrec(run, export: Export, cfg: SASRecConfig, *, split: str = "test", k
         cases = build_cases(export, name)  # type: ignore[arg-type]
         recs = recommend_with(result.model, cases, result.max_len, k=k, keep_history=keep_history,
                               device=cfg.device)
-        out[name] = record_model(run, "sasrec", recs, split=name, store=store, info=info,
+        out[name] = record_model(run, "sasrec", recs, split=name, store=store if name == split else None,
+                                 info=info,
                                  keep_history=keep_history, export=export)
     return out
