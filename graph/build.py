@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from graph import queries as Q
@@ -129,13 +130,24 @@ def load_dataset(store: GraphStore, dataset: Dataset, embeddings: np.ndarray | N
 
 # -- relation selection (pure functions over what Cypher returned) ----------------------------------
 def select_top_collab(cooccur: pd.DataFrame, popularity: pd.Series, order: pd.Series, k: int) -> pd.DataFrame:
-    """Top-k co-occurrence neighbours per item: count desc, popularity desc, source order asc."""
-    ranked = cooccur.assign(pop=cooccur["neighbor_id"].map(popularity).fillna(0).to_numpy(),
-                            idx=cooccur["neighbor_id"].map(order).to_numpy())
-    ranked = ranked.sort_values(["item_id", "count", "pop", "idx"], ascending=[True, False, False, True],
-                                kind="stable")
-    top = ranked.groupby("item_id", sort=False).head(k).copy()
-    top["rank"] = top.groupby("item_id", sort=False).cumcount() + 1
+    """Top-k co-occurrence neighbours per item: count desc, popularity desc, source order asc.
+
+    Sorted on integer keys (item positions), not strings: 1.5M pairs on Yelp sort in a fraction of
+    the time.
+    """
+    item_ids = pa.array(order.index.to_numpy(dtype=object))
+    anchor = pc.index_in(pa.array(cooccur["item_id"].to_numpy(dtype=object)), value_set=item_ids).to_numpy()
+    neighbour = pc.index_in(pa.array(cooccur["neighbor_id"].to_numpy(dtype=object)), value_set=item_ids).to_numpy()
+    pop = popularity.reindex(order.index).fillna(0).to_numpy()[neighbour]
+    count = cooccur["count"].to_numpy()
+    # np.lexsort: the last key is the primary one.
+    ranked = np.lexsort((neighbour, -pop, -count, anchor))
+    anchor_sorted = anchor[ranked]
+    starts = np.r_[0, np.flatnonzero(np.diff(anchor_sorted)) + 1]
+    rank = np.arange(len(ranked)) - np.repeat(starts, np.diff(np.r_[starts, len(ranked)])) + 1
+    keep = rank <= k
+    top = cooccur.iloc[ranked[keep]].reset_index(drop=True)
+    top["rank"] = rank[keep].astype(np.int64)
     top["source"] = "cooccur"
     top["via_item_id"] = None
     return top[["item_id", "neighbor_id", "rank", "count", "hop", "source", "via_item_id"]]
@@ -167,8 +179,8 @@ def select_backfill(candidates: pd.DataFrame, top: pd.DataFrame, item_ids: list[
 def _frame(store: GraphStore, query: str, params: dict, columns: list[str]) -> pd.DataFrame:
     """Rows of a read as a DataFrame with known columns (also when there are none). The embedded
     store hands over a DataFrame directly; a Neo4j transaction gives records."""
-    if hasattr(store, "run_df"):
-        return store.run_df(query, params)[columns]
+    if hasattr(store, "run_columns"):
+        return store.run_columns(query, params)[columns]
     return pd.DataFrame(store.run(query, params), columns=columns)
 
 

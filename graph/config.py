@@ -32,7 +32,7 @@ class GraphConfig:
         "help": "also build relations from each sequence's validation item, as the IIRG reference code does"})
     cache_dir: Path = field(default_factory=default_cache_dir, metadata={
         "help": "embedding cache (keyed by model + sha256 of item text): a rebuild re-embeds nothing"})
-    similarity_batch_rows: int = field(default=2048, metadata={
+    similarity_batch_rows: int = field(default=512, metadata={
         "help": "rows per block of the exact top-k cosine; memory ~ rows x items x 4 bytes"})
 
     def __post_init__(self):

@@ -50,14 +50,24 @@ class Export:
 
 
 def _neighbour_jsonl(path: Path, edges: pd.DataFrame, titles: dict[str, str], extra: list[str]) -> None:
-    """One line per anchor item with its neighbours in rank order."""
+    """One line per anchor item with its neighbours in rank order.
+
+    Plain lists, not a pandas groupby: one group per item (20k on Yelp) made this the slowest step.
+    """
+    edges = edges.sort_values(["item_id", "rank"], kind="stable")
+    columns = {c: edges[c].astype(object).where(edges[c].notna(), None).tolist() for c in extra}
+    anchors, neighbours = edges["item_id"].tolist(), edges["neighbor_id"].tolist()
     with path.open("w", encoding="utf-8") as out:
-        for item_id, group in edges.sort_values(["item_id", "rank"]).groupby("item_id", sort=True):
-            neighbours = [{"item_id": n, "title": titles.get(n, ""),
-                           **{c: (None if pd.isna(v) else v) for c, v in zip(extra, vals)}}
-                          for n, *vals in group[["neighbor_id", *extra]].itertuples(index=False)]
-            out.write(json.dumps({"item_id": item_id, "title": titles.get(item_id, ""),
-                                  "neighbors": neighbours}, ensure_ascii=False, default=int) + "\n")
+        start = 0
+        while start < len(anchors):
+            stop = start
+            while stop < len(anchors) and anchors[stop] == anchors[start]:
+                stop += 1
+            line = {"item_id": anchors[start], "title": titles.get(anchors[start], ""),
+                    "neighbors": [{"item_id": neighbours[r], "title": titles.get(neighbours[r], ""),
+                                   **{c: columns[c][r] for c in extra}} for r in range(start, stop)]}
+            out.write(json.dumps(line, ensure_ascii=False, default=int) + "\n")
+            start = stop
 
 
 def write_export(directory: str | os.PathLike, dataset: Dataset, *, popularity: pd.Series,
