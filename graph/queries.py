@@ -104,7 +104,7 @@ COOCCURRENCE_QUERY = """
 MATCH (u:User)-[a:INTERACTED]->(i:Item), (u)-[b:INTERACTED]->(j:Item)
 WHERE a.split IN $splits AND b.split IN $splits
   AND b.pos <> a.pos AND b.pos >= a.pos - $window AND b.pos <= a.pos + $window
-  AND i.id <> j.id
+  AND i <> j
 RETURN i.id AS item_id, j.id AS neighbor_id, count(*) AS count, min(abs(b.pos - a.pos)) AS hop
 """
 
