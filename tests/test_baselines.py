@@ -143,6 +143,9 @@ def test_sasrec_learns_and_reloads_identically(ml100k, tmp_path):
     np.testing.assert_array_equal(before, after)
     assert ckpt["summary"]["params"] == sum(p.numel() for p in model.parameters())
     assert torch.get_num_threads() == 1
+    budget = dataclasses.replace(cfg, max_epochs=5, time_budget_min=1e-6)
+    short = sasrec.train(small, budget, progress=False, log=lambda _: None)
+    assert short.epochs == 1 and short.stopped == "time budget" and short.best_epoch == 1
 
 
 # ---- the shared ranking on hand-built data --------------------------------------------------

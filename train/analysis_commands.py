@@ -13,10 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-SASREC_FLAGS = ("max_len", "dim", "layers", "heads", "dropout", "lr", "weight_decay", "batch_size",
-                "max_epochs", "patience", "eval_every", "seed", "threads", "device")
-
-
 def register(sub, common) -> None:
     """Add analyze, baseline and report."""
     p = sub.add_parser("analyze", parents=[common["run"], common["store"]],
@@ -99,7 +95,8 @@ def _baseline(args: argparse.Namespace, ctx) -> int:
     common = dict(split=args.split, keep_history=args.keep_history, store=store)
     if args.name == "sasrec":
         from train.baselines.sasrec import SASRecConfig, run_sasrec
-        overrides = {f: getattr(args, f) for f in SASREC_FLAGS if getattr(args, f) is not None}
+        overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(SASRecConfig)
+                     if getattr(args, f.name) is not None}
         cfg = SASRecConfig(**overrides)
         out = run_sasrec(ctx.run, export, cfg, k=args.k, progress=not args.quiet, **common)
         ctx.run.record_config("baseline.sasrec", {**dataclasses.asdict(cfg), "k": args.k, **common,

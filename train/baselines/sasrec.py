@@ -213,32 +213,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def train(export: Export, cfg: SASRecConfig, *, keep_history: bool = False,
-          progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:
-    """Train on the training parts with early stopping on valid Recall@10."""
-    import torch
+def _epochs(bar, model, opt, data, rng, cfg: SASRecConfig, valid: Cases, max_len: int,
+            keep_history: bool, history: list[dict], train_s: list[float], started: float,
+            state: dict) -> str:
+    """The training loop; `state` holds the best valid recall, its epoch and weights. Returns why
+    it stopped."""
     from torch.nn import functional as F
-    from tqdm import tqdm
 
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    valid = build_cases(export, "valid")
-    max_len = cfg.max_len
-    windows = training_windows(valid, max_len)
-    if len(windows) == 0:
-        raise EvaluationError("no training part has two items: nothing to train SASRec on")
-    model = _model_class()(valid.n_items, cfg, max_len).to(cfg.device)
-    params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
-                            weight_decay=cfg.weight_decay)
-    rng = np.random.default_rng(cfg.seed)
-    data = torch.from_numpy(windows)
-    best, best_state, best_epoch, bad, history, train_s = -1.0, None, 0, 0, [], []
-    started, stopped = time.perf_counter(), "max_epochs"
-    # epoch 0: the untrained model, the reference every later epoch must beat
-    history.append({"epoch": 0, f"valid_recall@{SELECT_K}":
-                    valid_recall(model, valid, max_len, keep_history, cfg.device)})
-    bar = tqdm(range(1, cfg.max_epochs + 1), desc="sasrec", unit="epoch", disable=not progress)
+    bad = 0
     for epoch in bar:
         model.train()
         start, total, count = time.perf_counter(), 0.0, 0
@@ -255,31 +237,66 @@ def train(export: Export, cfg: SASRecConfig, *, keep_history: bool = False,
             count += int(keep.sum())
         train_s.append(time.perf_counter() - start)
         row = {"epoch": epoch, "loss": total / max(count, 1), "train_s": train_s[-1]}
-        if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
+        out_of_time = bool(cfg.time_budget_min) and time.perf_counter() - started > cfg.time_budget_min * 60
+        if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs or out_of_time:
             recall = valid_recall(model, valid, max_len, keep_history, cfg.device)
             row[f"valid_recall@{SELECT_K}"] = recall
-            if recall > best:
-                best, best_epoch, bad = recall, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
+            if recall > state["best"]:
+                state.update(best=recall, best_epoch=epoch, best_state=copy.deepcopy(model.state_dict()))
+                bad = 0
             else:
                 bad += 1
-            bar.set_postfix(loss=f"{row['loss']:.3f}", valid=f"{recall:.4f}", best=f"{best:.4f}@{best_epoch}")
+            bar.set_postfix(loss=f"{row['loss']:.3f}", valid=f"{recall:.4f}",
+                            best=f"{state['best']:.4f}@{state['best_epoch']}")
         history.append(row)
         if bad >= cfg.patience:
-            stopped = "early stopping"
-            break
-        if cfg.time_budget_min and time.perf_counter() - started > cfg.time_budget_min * 60:
-            stopped = "time budget"
-            if best_state is None:  # evaluate at least once before stopping
-                best_state, best_epoch = copy.deepcopy(model.state_dict()), epoch
-                best = valid_recall(model, valid, max_len, keep_history, cfg.device)
-                row[f"valid_recall@{SELECT_K}"] = best
-            break
+            return "early stopping"
+        if out_of_time:
+            return "time budget"
+    return "max_epochs"
+
+
+def train(export: Export, cfg: SASRecConfig, *, keep_history: bool = False,
+          progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:
+    """Train on the training parts with early stopping on valid Recall@10."""
+    import torch
+    from tqdm import tqdm
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    valid = build_cases(export, "valid")
+    max_len = cfg.max_len
+    windows = training_windows(valid, max_len)
+    if len(windows) == 0:
+        raise EvaluationError("no training part has two items: nothing to train SASRec on")
+    model = _model_class()(valid.n_items, cfg, max_len).to(cfg.device)
+    params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
+                            weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    data = torch.from_numpy(windows)
+    history: list[dict] = []
+    train_s: list[float] = []
+    state = {"best": -1.0, "best_state": None, "best_epoch": 0}
+    started = time.perf_counter()
+    # epoch 0: the untrained model, the reference every later epoch must beat
+    history.append({"epoch": 0, f"valid_recall@{SELECT_K}":
+                    valid_recall(model, valid, max_len, keep_history, cfg.device)})
+    bar = tqdm(range(1, cfg.max_epochs + 1), desc="sasrec", unit="epoch", disable=not progress)
+    try:
+        stopped = _epochs(bar, model, opt, data, rng, cfg, valid, max_len, keep_history, history,
+                          train_s, started, state)
+    except KeyboardInterrupt:
+        if state["best_state"] is None:
+            raise
+        stopped = "interrupted"  # Ctrl-C ends training early; the best epoch so far is kept
+    best, best_state, best_epoch = state["best"], state["best_state"], state["best_epoch"]
     model.load_state_dict(best_state)
     log(f"sasrec: {params:,} parameters, {len(history) - 1} epochs ({stopped}), best valid "
         f"Recall@{SELECT_K} {best:.4f} at epoch {best_epoch}, {np.mean(train_s):.2f} s/epoch")
     return TrainResult(model=model, max_len=max_len, best_epoch=best_epoch, best_valid_recall=best,
-                       epochs=len(history) - 1, stopped=stopped, seconds_per_epoch=float(np.mean(train_s)), params=params,
+                       epochs=len(history) - 1, stopped=stopped,
+                       seconds_per_epoch=float(np.mean(train_s)), params=params,
                        peak_rss_mb=peak_rss_mb(), history=history)
 
 
