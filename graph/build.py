@@ -20,8 +20,6 @@ include_valid); the test item never does.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,7 +37,7 @@ from graph.config import GraphConfig
 from graph.errors import GraphError
 from graph.semantic import EmbeddingStats, embed_items, item_texts, topk_cosine
 from graph.store import GraphStore
-from ingest.schema import Dataset, replace_dir
+from ingest.schema import Dataset, atomic_dir
 
 if TYPE_CHECKING:
     from graph.rundir import RunPaths
@@ -324,16 +322,9 @@ def build_run(run: "RunPaths", dataset: Dataset, store_config: "StoreConfig", co
         if strangers:
             raise GraphError(f"{store_dir} holds other files ({', '.join(sorted(strangers)[:3])}); the "
                              "embedded graph needs a folder of its own")
-        store_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{store_dir.name}.", dir=store_dir.parent))
-        try:
-            tmp_config = StoreConfig(backend="embedded", path=tmp_dir / db_name)
-            with open_store(tmp_config) as store:
+        with atomic_dir(store_dir) as tmp_dir:
+            with open_store(StoreConfig(backend="embedded", path=tmp_dir / db_name)) as store:
                 relations, report = build_graph(dataset, store, config, progress)
-            replace_dir(tmp_dir, store_dir)
-        except BaseException:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-            raise
     else:
         with open_store(store_config) as store:
             relations, report = build_graph(dataset, store, config, progress)

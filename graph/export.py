@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +25,7 @@ import pandas as pd
 
 from graph.errors import GraphError
 from graph.rundir import git_commit
-from ingest.schema import Dataset, replace_dir
+from ingest.schema import Dataset, atomic_dir
 
 NEXT_COLUMNS = ["src_item_id", "dst_item_id", "count"]
 COLLAB_COLUMNS = ["item_id", "neighbor_id", "rank", "count", "hop", "source", "via_item_id"]
@@ -75,9 +73,7 @@ def write_export(directory: str | os.PathLike, dataset: Dataset, *, popularity: 
                  params: dict, backend: str) -> dict:
     """Write the export folder atomically and return its manifest."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_dir(directory) as tmp:
         items = dataset.items.copy()
         items["popularity"] = items["item_id"].map(popularity).fillna(0).astype("int64")
         titles = dict(zip(items["item_id"], items["title"]))
@@ -103,10 +99,6 @@ def write_export(directory: str | os.PathLike, dataset: Dataset, *, popularity: 
             "git_commit": git_commit(),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        replace_dir(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -28,8 +28,10 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -151,18 +153,12 @@ class Dataset:
     # -- persistence: written to a temporary folder, then renamed, so nothing is half-written --
     def save(self, directory: str | os.PathLike) -> Path:
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with atomic_dir(directory) as tmp:
             self.items.to_parquet(tmp / "items.parquet", index=False)
             self.interactions.to_parquet(tmp / "interactions.parquet", index=False)
             meta = {"name": self.name, "source": self.source, "checksum": self.checksum(),
                     "stats": self.stats(), "report": self.report.to_dict()}
             (tmp / "dataset.json").write_text(json.dumps(meta, indent=2, default=str))
-            replace_dir(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return directory
 
     @classmethod
@@ -179,6 +175,21 @@ class Dataset:
         return cls(name=meta["name"], items=items,
                    interactions=pd.read_parquet(directory / "interactions.parquet"),
                    report=report, source=meta["source"])
+
+
+@contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of `target` to write into; when the block succeeds it replaces
+    `target` whole, when it raises it is removed. A reader never sees a half-written folder."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def replace_dir(new: Path, target: Path) -> None:

@@ -29,8 +29,6 @@ import json
 import os
 import random
 import re
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
@@ -38,7 +36,7 @@ from typing import Literal
 import pandas as pd
 
 from ingest.errors import IirgError
-from ingest.schema import replace_dir
+from ingest.schema import atomic_dir
 from train.llm import prompts
 
 DATA_FORMAT_VERSION = 1
@@ -232,9 +230,7 @@ def write_instruction_data(export, config: DataConfig, out_dir: str | os.PathLik
         raise LlmDataError(f"no samples for task(s) {empty}: the export has no training sequences "
                            f"or relations for them (check `iirg build` output)")
     rng = random.Random(config.seed)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         for task, rows in per_task.items():
             rng.shuffle(rows)
             _write_jsonl(tmp / f"train_{task}.jsonl", rows)
@@ -255,10 +251,6 @@ def write_instruction_data(export, config: DataConfig, out_dir: str | os.PathLik
                        "created_at": export.manifest.get("created_at")},
         }
         (tmp / "data_config.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta
 
 

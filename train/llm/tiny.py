@@ -20,13 +20,11 @@ import json
 import math
 import os
 import random
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ingest.schema import replace_dir
+from ingest.schema import atomic_dir
 from train.llm import prompts
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
@@ -190,14 +188,8 @@ def build_tiny_model(titles: list[str], out_dir: str | os.PathLike, config: Tiny
         "torch_version": torch.__version__,
         "source": source or {},
     }
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "tiny_model.json").write_text(json.dumps(summary, indent=2))
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
