@@ -20,6 +20,7 @@ include_valid); the test item never does.
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from graph.config import GraphConfig
 from graph.errors import GraphError
 from graph.semantic import EmbeddingStats, embed_items, item_texts, topk_cosine
 from graph.store import GraphStore
-from ingest.schema import Dataset, atomic_dir
+from ingest.schema import Dataset
 
 if TYPE_CHECKING:
     from graph.rundir import RunPaths
@@ -303,16 +304,36 @@ def read_relations(store: GraphStore) -> Relations:
                      collab=collab, similar=similar)
 
 
-def build_run(run: "RunPaths", dataset: Dataset, store_config: "StoreConfig", config: GraphConfig,
-              progress: bool = True) -> tuple[dict, BuildReport]:
-    """Build the graph of `dataset` in the run's store and write the run's export.
+def training_transitions(dataset: Dataset, splits: list[str]) -> int:
+    """Consecutive pairs of different items in the parts that feed relations (NEXT's source rows)."""
+    inter = dataset.interactions[dataset.interactions["split"].isin(splits)].sort_values(["user_id", "pos"])
+    users, items = inter["user_id"].to_numpy(), inter["item_id"].to_numpy()
+    return int(((users[1:] == users[:-1]) & (items[1:] != items[:-1])).sum())
 
-    The embedded graph is built in a fresh temporary folder and swapped in only when complete, so a
-    failed build leaves the previous graph untouched. Neo4j loads inside transactions (see load_dataset).
+
+def build_run(run: "RunPaths", dataset: Dataset, store_config: "StoreConfig", config: GraphConfig,
+              progress: bool = True, *, ingest_config: dict | None = None, ingest_seconds: float = 0.0,
+              wait: bool = True, on_wait=None) -> tuple[dict, BuildReport]:
+    """Build the graph of `dataset` into the run: dataset, graph, export and config change together.
+
+    Under the run's lock (a second build waits, or raises RunBusy with wait=False), every new part
+    is written into a staging folder inside the run (graph.rundir) and committed at the end: a build
+    that fails or is killed leaves the run exactly as it was. The dataset is staged only when it
+    is new (`ingest_config` given) or differs from the run's (by checksum); `ingest_config` is recorded as config.json's "ingest".
+    On Neo4j the graph loads in one transaction that commits just before the run's own commit (a
+    crash between the two is the one window where the server is newer than the run folder).
+
+    Raises:
+        GraphError: no training transitions, a store that cannot be opened or built, RunBusy.
     """
     from graph.export import write_export
     from graph.store import StoreConfig, open_store
 
+    if training_transitions(dataset, config.splits) == 0:
+        raise GraphError(f"dataset {dataset.name!r} has no training transitions (no user has two "
+                         f"different consecutive items in {'+'.join(config.splits)}): there is no graph "
+                         "to build; ingest more interactions per user")
+    store_dir = None
     if store_config.backend == "embedded":
         db_name = Path(store_config.path).name
         store_dir = Path(store_config.path).parent
@@ -322,14 +343,30 @@ def build_run(run: "RunPaths", dataset: Dataset, store_config: "StoreConfig", co
         if strangers:
             raise GraphError(f"{store_dir} holds other files ({', '.join(sorted(strangers)[:3])}); the "
                              "embedded graph needs a folder of its own")
-        with atomic_dir(store_dir) as tmp_dir:
-            with open_store(StoreConfig(backend="embedded", path=tmp_dir / db_name)) as store:
+    with run.lock(wait=wait, on_wait=on_wait), run.staging() as stage:
+        if ingest_config is not None or _run_checksum(run) != dataset.checksum():
+            dataset.save(stage.path(run.dataset))
+        if store_dir is not None:
+            new_store = stage.path(store_dir)
+            new_store.mkdir()
+            with open_store(StoreConfig(backend="embedded", path=new_store / db_name)) as store:
                 relations, report = build_graph(dataset, store, config, progress)
-    else:
-        with open_store(store_config) as store:
-            relations, report = build_graph(dataset, store, config, progress)
-    params = config.relation_params()
-    manifest = write_export(run.export, dataset, popularity=relations.popularity,
-                            next_edges=relations.next, collab=relations.collab, similar=relations.similar,
-                            params=params, backend=store_config.describe())
+        else:
+            with open_store(store_config) as store:
+                relations, report = build_graph(dataset, store, config, progress)
+        manifest = write_export(stage.path(run.export), dataset, popularity=relations.popularity,
+                                next_edges=relations.next, collab=relations.collab,
+                                similar=relations.similar, params=config.relation_params(),
+                                backend=store_config.describe())
+        stage.path(run.build_report).write_text(json.dumps(
+            {"ingest_seconds": round(ingest_seconds, 3), **report.to_dict()}, indent=2))
+        updates = {"graph": {**config.to_dict(), "store": store_config.describe()}}
+        if ingest_config is not None:
+            updates["ingest"] = ingest_config
+        stage.commit(config=updates)
     return manifest, report
+
+
+def _run_checksum(run: "RunPaths") -> str | None:
+    meta = run.dataset / "dataset.json"
+    return json.loads(meta.read_text()).get("checksum") if meta.exists() else None

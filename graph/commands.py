@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import fields
 
@@ -45,6 +46,8 @@ def register(sub, common) -> None:
                     "from the dataset already ingested in the run folder.")
     add_ingest_arguments(build, dataset_required=False)
     _add_graph_options(build)
+    build.add_argument("--no-wait", action="store_true",
+                       help="refuse (exit 2) instead of waiting when another build holds the run folder")
     build.set_defaults(handler=run_build)
 
     export = sub.add_parser("export", parents=[common["run"], common["store"]],
@@ -87,21 +90,23 @@ def run_build(args, ctx) -> int:
 
     console = Console()
     config = _graph_config(args)
+    progress = args.progress is not False  # --no-progress covers ingest, build, embedding and top-k bars
     start = time.perf_counter()
+    ingest_config = None
     if args.dataset:
         ingest_config = config_from_args(args, ctx.env)
         dataset = load_dataset(ingest_config)
-        dataset.save(ctx.run.dataset)
-        ctx.run.record_config("ingest", ingest_config.to_dict())
+        ingest_config = ingest_config.to_dict()
     elif (ctx.run.dataset / "dataset.json").exists():
         dataset = Dataset.load(ctx.run.dataset)
     else:
         raise GraphError(f"{ctx.run.root} has no ingested dataset: pass --dataset")
     ingest_seconds = time.perf_counter() - start
-    manifest, report = build_run(ctx.run, dataset, ctx.store, config)
-    ctx.run.record_config("graph", {**config.to_dict(), "store": ctx.store.describe()})
-    (ctx.run.root / "build_report.json").write_text(json.dumps(
-        {"ingest_seconds": round(ingest_seconds, 3), **report.to_dict()}, indent=2))
+    # Nothing in the run folder changes before build_run commits: a failed build leaves it as it was.
+    manifest, report = build_run(
+        ctx.run, dataset, ctx.store, config, progress, ingest_config=ingest_config,
+        ingest_seconds=ingest_seconds, wait=not args.no_wait,
+        on_wait=lambda message: print(f"iirg build: {message}", file=sys.stderr, flush=True))
     print_build_summary(console, dataset, manifest, report, ctx, ingest_seconds)
     return 0
 
@@ -136,6 +141,16 @@ def print_build_summary(console, dataset, manifest, report, ctx, ingest_seconds:
 
 
 def run_export(args, ctx) -> int:
+    if not (ctx.run.dataset / "dataset.json").exists():  # checked before the lock creates the folder
+        raise GraphError(f"{ctx.run.root} has no ingested dataset: run `iirg build` first")
+    # Under the build lock: the export must not interleave with a build swapping the store.
+    with ctx.run.lock(on_wait=lambda message: print(f"iirg export: {message}", file=sys.stderr, flush=True)):
+        manifest = _export_run(ctx)
+    print(f"exported {json.dumps(manifest['counts'])} to {ctx.run.export}")
+    return 0
+
+
+def _export_run(ctx) -> dict:
     from graph.build import read_relations
     from graph.export import write_export
     from graph.store import open_store
@@ -152,11 +167,9 @@ def run_export(args, ctx) -> int:
         raise GraphError(f"{config_path} does not say how the graph was built: run `iirg build`")
     recorded = {k: v for k, v in recorded.items() if k != "store"}
     params = GraphConfig(**recorded).relation_params()
-    manifest = write_export(ctx.run.export, dataset, popularity=relations.popularity,
-                            next_edges=relations.next, collab=relations.collab, similar=relations.similar,
-                            params=params, backend=ctx.store.describe())
-    print(f"exported {json.dumps(manifest['counts'])} to {ctx.run.export}")
-    return 0
+    return write_export(ctx.run.export, dataset, popularity=relations.popularity,
+                        next_edges=relations.next, collab=relations.collab, similar=relations.similar,
+                        params=params, backend=ctx.store.describe())
 
 
 def run_cypher(args, ctx) -> int:
