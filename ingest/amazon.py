@@ -28,7 +28,7 @@ import pyarrow as pa
 from ingest.config import IngestConfig
 from ingest.errors import IngestError
 from ingest.readers import file_column, iter_records, order_by_exact_time, read_json_lines
-from ingest.schema import MAX_EXAMPLES, IngestReport, RawData
+from ingest.schema import MAX_EXAMPLES, IngestReport, RawData, ts_out_of_range
 
 REVIEW_SCHEMA = pa.schema([
     ("reviewerID", pa.string()), ("user_id", pa.string()),
@@ -133,6 +133,8 @@ def read_reviews(path: Path, report: IngestReport, *, progress: bool = True) -> 
          "unixReviewTime/timestamp", lambda r: "timestamp is not a number"),
         ("missing_field", ts.isna() & ~(_not_number(frame["unixReviewTime"]) | _not_number(frame["timestamp"])),
          "unixReviewTime/timestamp", lambda r: "missing timestamp (unixReviewTime or timestamp)"),
+        ("bad_value", pd.Series(ts_out_of_range(ts), index=out.index), "unixReviewTime/timestamp",
+         lambda r: f"timestamp out of range (years 1..9999): {r.ts:g}"),
         ("bad_value", _not_number(raw_rating), "overall/rating", lambda r: "rating is not a number"),
     ]
     keep = pd.Series(True, index=out.index)
@@ -213,7 +215,10 @@ def read_meta(path: Path, wanted: set[str], report: IngestReport, *, progress: b
 
 
 def _item_row(record: dict, item_id: str, line: int) -> dict:
-    title = _strip_tags(record.get("title"))
+    # The title stays raw: build_dataset's title rules remove HTML residue from every loader's
+    # titles alike and count what they changed.
+    title = record.get("title")
+    title = "" if title is None or (isinstance(title, float) and np.isnan(title)) else str(title)
     description = record.get("description")
     if isinstance(description, list):
         description = " ".join(str(d) for d in description if d)

@@ -166,6 +166,14 @@ def print_summary(dataset, out: Path | None = None) -> None:
         console.print(skipped)
     else:
         console.print("no records skipped")
+    if report.fixed:
+        fixed = Table(title=f"titles cleaned: {sum(report.fixed.values())}")
+        fixed.add_column("rule")
+        fixed.add_column("count", justify="right")
+        fixed.add_column("first examples (file:line field: raw -> title)", overflow="fold")
+        for kind, count in sorted(report.fixed.items(), key=lambda kv: -kv[1]):
+            fixed.add_row(kind, str(count), "\n".join(report.fixed_examples.get(kind, [])[:3]))
+        console.print(fixed)
     for warning in dataset.source.get("warnings", []):
         console.print(f"[yellow]warning:[/] {warning}")
     if out is not None:

@@ -59,7 +59,8 @@ def load_lcrec(path: Path, config: IngestConfig, report: IngestReport) -> RawDat
 
 def read_sequences(path: Path, report: IngestReport, *, progress: bool = True) -> pd.DataFrame:
     """{"user": [item, ...]} -> user_id, item_id, order (list order), line (of the user's key)."""
-    value, text = read_json_document(path, report, progress=progress)
+    value, text = read_json_document(path, report, progress=progress, duplicate_kind="duplicate_user",
+                                     record="user")
     key_line = KeyLines(text)
     if not isinstance(value, dict):
         raise IngestError(f"expected a JSON object of user -> item list, found {type(value).__name__}",
@@ -98,7 +99,8 @@ def read_item_table(path: Path, report: IngestReport, *, progress: bool = True, 
     `id_offset` is added to each key to get the canonical item id (P5 item JSON: +1). `document`
     is the (value, text) of an already parsed file.
     """
-    value, text = document if document is not None else read_json_document(path, report, progress=progress)
+    value, text = document if document is not None else read_json_document(
+        path, report, progress=progress, duplicate_kind="duplicate_item", record="item")
     key_line = KeyLines(text)
     if not isinstance(value, dict):
         raise IngestError(f"expected a JSON object of item id -> fields, found {type(value).__name__}",

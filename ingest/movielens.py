@@ -23,8 +23,8 @@ import pyarrow.compute as pc
 
 from ingest.config import IngestConfig
 from ingest.errors import IngestError
-from ingest.readers import (canonical_ids, decode_text, drop_rows, file_column, parse_numbers,
-                            read_bytes, read_delimited, require_content)
+from ingest.readers import (canonical_ids, decode_text, drop_bad_timestamps, drop_rows, file_column,
+                            parse_numbers, read_bytes, read_delimited, require_content)
 from ingest.schema import IngestReport, RawData
 
 # u.genre of ml-100k, used when the file is absent.
@@ -104,6 +104,7 @@ def _require_columns(table: pa.Table, columns, path: Path) -> None:
 def _interactions(table: pa.Table, file: str, report: IngestReport) -> pd.DataFrame:
     for column in ("user_id", "item_id", "ts"):
         table = parse_numbers(table, column, report, file=file, kind="int")
+    table = drop_bad_timestamps(table, "ts", report, file=file)
     table = parse_numbers(table, "rating", report, file=file, kind="float")
     frame = pd.DataFrame({
         "user_id": canonical_ids(table["user_id"]).to_pandas(),

@@ -74,7 +74,8 @@ def load_p5(path: Path, config: IngestConfig, report: IngestReport) -> RawData:
                           file=str(folder))
     if item_json is not None:
         files.append(item_json)
-        document = read_json_document(item_json, report, progress=config.progress)
+        document = read_json_document(item_json, report, progress=config.progress,
+                                      duplicate_kind="duplicate_item", record="item")
         if not isinstance(document[0], dict):
             raise IngestError("expected a JSON object of item id -> fields", file=str(item_json), line=1)
         offset, evidence = choose_offset(item_json, list(document[0]), interactions, id2item,

@@ -35,7 +35,7 @@ import pyarrow.json as pjson
 from tqdm import tqdm
 
 from ingest.errors import IngestError
-from ingest.schema import MAX_EXAMPLES, IngestReport
+from ingest.schema import MAX_EXAMPLES, IngestReport, ts_out_of_range
 
 PROGRESS_MIN_BYTES = 16 << 20  # smaller files load in well under a second: no bar
 BLOCK_BYTES = 16 << 20  # JSON-lines block handed to pyarrow at once
@@ -327,6 +327,16 @@ def drop_rows(table: pa.Table, bad, report: IngestReport, kind: str, *, file: st
     return table.filter(pc.invert(bad))
 
 
+def drop_bad_timestamps(table: pa.Table, column: str, report: IngestReport, *, file: str,
+                        field: str | None = None, text_column: str | None = None) -> pa.Table:
+    """Report ("bad_value") and remove rows whose Unix seconds in `column` lie outside years
+    1..9999 (schema.MIN_TS..MAX_TS); nulls are left alone. `text_column` holds the value as written."""
+    bad = ts_out_of_range(table[column].to_numpy(zero_copy_only=False))
+    return drop_rows(table, pa.array(bad), report, "bad_value", file=file, field=field or column,
+                     column=text_column or column,
+                     describe=lambda v: f"timestamp out of range (years 1..9999): {_clip(str(v))!r}")
+
+
 def parse_numbers(table: pa.Table, column: str, report: IngestReport, *, file: str,
                   kind: Literal["int", "float"] = "int", field: str | None = None,
                   optional: bool = False) -> pa.Table:
@@ -403,19 +413,60 @@ def canonical_ids(array) -> pa.Array:
 
 # -- JSON -------------------------------------------------------------------------------------
 
-def read_json_document(path: str | os.PathLike, report: IngestReport, *, progress: bool = True) -> tuple[object, str]:
+def read_json_document(path: str | os.PathLike, report: IngestReport, *, progress: bool = True,
+                       duplicate_kind: str = "duplicate_key", record: str = "entry") -> tuple[object, str]:
     """Parse a whole-document JSON file; returns (value, decoded text for locating keys).
 
     Invalid JSON cannot be skipped in part, so it raises IngestError (file, line) in every mode.
     Undecodable bytes are reported and replaced by U+FFFD (strict mode raises).
+    A key repeated in one object keeps its FIRST value, as duplicate ids do everywhere else
+    (json.loads would silently keep the last). Repeats are reported: top-level keys as
+    `duplicate_kind` ("duplicate_user", "duplicate_item"; `record` names them in the message) with
+    the repeat's line, keys inside a top-level value as "duplicate_key" with that value's line.
     """
     path = Path(path)
     require_content(path)
     text, _ = decode_text(read_bytes(path, progress=progress), path, report, on_error="replace")
+    repeats: list[tuple[dict, str]] = []
+
+    def first_wins(pairs: list[tuple[str, object]]) -> dict:
+        out: dict = {}
+        for key, value in pairs:
+            if key in out:
+                repeats.append((out, key))
+            else:
+                out[key] = value
+        return out
+
     try:
-        return json.loads(text), text
+        value = json.loads(text, object_pairs_hook=first_wins)
     except json.JSONDecodeError as e:
         raise IngestError(f"invalid JSON: {e.msg} (column {e.colno})", file=str(path), line=e.lineno) from e
+    if repeats:
+        _report_repeated_keys(path, text, value, repeats, report, duplicate_kind, record)
+    return value, text
+
+
+def _report_repeated_keys(path: Path, text: str, value: object, repeats: list[tuple[dict, str]],
+                          report: IngestReport, kind: str, record: str) -> None:
+    key_line = KeyLines(text)
+    parent_of = {id(v): k for k, v in value.items() if isinstance(v, dict)} if isinstance(value, dict) else {}
+    seen: dict[str, int] = {}
+    for obj, key in repeats:
+        if obj is value:
+            seen[key] = seen.get(key, 0) + 1
+            lines = key_line.all(key)
+            first = lines[0] if lines else None
+            # A one-line document is all line 1; otherwise the repeat's own line, when it starts one.
+            line = lines[seen[key]] if len(lines) > seen[key] else (1 if key_line.one_line else None)
+            where = f" (first on line {first})" if first is not None and not key_line.one_line else ""
+            report.problem(kind, f"{record} {key!r} appears again{where}; the first one is kept",
+                           file=str(path), line=line, field=key)
+        else:
+            parent = parent_of.get(id(obj))
+            report.problem("duplicate_key", f"key {key!r} appears twice in one object; the first value is kept",
+                           file=str(path), line=key_line(parent) if parent is not None else None,
+                           field=key if parent is None else f"{parent}.{key}")
 
 
 class KeyLines:
@@ -431,18 +482,24 @@ class KeyLines:
 
     def __init__(self, text: str):
         self.text = text
-        self._lines: dict[str, int] | None = None
+        self.one_line = "\n" not in text.rstrip("\n")
+        self._lines: dict[str, list[int]] | None = None
 
     def __call__(self, key: str) -> int | None:
-        if "\n" not in self.text.rstrip("\n"):
-            return 1
+        lines = self.all(key)
+        return lines[0] if lines else None
+
+    def all(self, key: str) -> list[int]:
+        """Every line on which `key` starts a line, in order (a repeated key has several)."""
+        if self.one_line:
+            return [1]
         if self._lines is None:
             self._lines, line, last = {}, 1, 0
             for match in self._KEY.finditer(self.text):
                 line += self.text.count("\n", last, match.start())
                 last = match.start()
-                self._lines.setdefault(match.group(1), line)
-        return self._lines.get(key)
+                self._lines.setdefault(match.group(1), []).append(line)
+        return self._lines.get(key, [])
 
 
 def parse_record(text: str, *, literal_fallback: bool, skip_keys: re.Pattern | None = None) -> dict:

@@ -10,7 +10,8 @@ Items
 Interactions (one row per event, ordered)
     user_id (str), item_id (str)
     pos (int64)        0-based position in the user's sequence
-    ts (Int64)         Unix seconds when the source has timestamps, else <NA>
+    ts (Int64)         Unix seconds when the source has timestamps, else <NA>; within years 1..9999
+                       (MIN_TS..MAX_TS), and never <NA> for some events and not others
     rating (Float64)   explicit rating when known, else <NA>
     split (str)        leave-one-out label: the last item of each sequence is "test", the one
                        before it "valid", everything earlier "train" (the standard protocol)
@@ -45,6 +46,17 @@ SPLITS = ("train", "valid", "test")
 MAX_EXAMPLES = 5  # first examples kept per error class in the report
 
 _WHITESPACE = re.compile(r"\s+")
+# Valid timestamps: years 1..9999, what datetime and ISO 8601 can write. Anything beyond (1e30,
+# 2**63) is a data error, and would overflow int64 when converted (milliseconds, floats).
+MIN_TS = -62135596800  # 0001-01-01T00:00:00Z
+MAX_TS = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def ts_out_of_range(seconds) -> np.ndarray:
+    """True where a Unix-seconds value lies outside MIN_TS..MAX_TS; missing values (NaN/NA) are not."""
+    values = pd.to_numeric(pd.Series(seconds), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        return ~np.isnan(values) & ~((values >= MIN_TS) & (values <= MAX_TS))
 
 
 @dataclass
@@ -54,6 +66,10 @@ class IngestReport:
     strict: bool = False
     counts: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    # Values that were repaired, not skipped (titles that were no names): never an error, also
+    # not in strict mode, and not part of `skipped`.
+    fixed: dict[str, int] = field(default_factory=dict)
+    fixed_examples: dict[str, list[str]] = field(default_factory=dict)
 
     def problem(self, kind: str, message: str, *, file: str | None = None, line: int | None = None,
                 field: str | None = None) -> None:
@@ -82,13 +98,21 @@ class IngestReport:
         shown = self.examples.setdefault(kind, [])
         shown.extend(examples[: MAX_EXAMPLES - len(shown)])
 
+    def fix(self, kind: str, count: int, examples: list[str]) -> None:
+        """Record `count` values repaired by rule `kind` (examples already formatted)."""
+        if count == 0:
+            return
+        self.fixed[kind] = self.fixed.get(kind, 0) + count
+        shown = self.fixed_examples.setdefault(kind, [])
+        shown.extend(examples[: MAX_EXAMPLES - len(shown)])
+
     @property
     def skipped(self) -> int:
         return sum(self.counts.values())
 
     def to_dict(self) -> dict:
         return {"strict": self.strict, "skipped": self.skipped, "counts": self.counts,
-                "examples": self.examples}
+                "examples": self.examples, "fixed": self.fixed, "fixed_examples": self.fixed_examples}
 
 
 @dataclass
@@ -168,8 +192,9 @@ class Dataset:
         if not meta_path.exists():
             raise IngestError("not a canonical dataset folder (no dataset.json)", file=str(directory))
         meta = json.loads(meta_path.read_text())
-        report = IngestReport(strict=meta["report"]["strict"], counts=meta["report"]["counts"],
-                              examples=meta["report"]["examples"])
+        saved = meta["report"]
+        report = IngestReport(strict=saved["strict"], counts=saved["counts"], examples=saved["examples"],
+                              fixed=saved.get("fixed", {}), fixed_examples=saved.get("fixed_examples", {}))
         items = pd.read_parquet(directory / "items.parquet")
         items["categories"] = items["categories"].map(list)
         return cls(name=meta["name"], items=items,
@@ -211,15 +236,76 @@ def clean_text(value: object) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
-def unique_titles(items: pd.DataFrame, max_fallback_chars: int = 60) -> pd.Series:
+# -- titles: rules for text that is no name --------------------------------------------------
+# A complete tag (`<br/>`, `</span>`, `<a href="..">`, `<!-- -->`); "<= 30 in" or "a < b" are no tags.
+_TAG = re.compile(r"<(?:/?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?|!--.*?--)>")
+# The end of a tag whose start was cut off or stripped by a cleaner: `" />`, `alt="x" />`, `class="a">`.
+_TAG_TAIL = re.compile(r"""(?:\s*[A-Za-z_:][\w:.-]*\s*=\s*(?:"[^"<>]*"|'[^'<>]*'))+\s*/?>|\s*["']?\s*/>""")
+# The start of a tag cut off at the end of the text: `... <img src="a.jpg`.
+_TAG_HEAD = re.compile(r"<(?:/?[A-Za-z][A-Za-z0-9:-]*)(?:\s[^<>]*)?$")
+# A final "." that belongs to the name: abbreviations ("Tiffany & Co.", "32 Chicken St.", "Jr."),
+# initials ("P.C.", "John Q."), ellipses ("Wait..."). Never stripped.
+_ABBREVIATION = re.compile(r"(?i)(?:\b(?:co|corp|inc|ltd|llc|plc|bros|st|ave|blvd|rd|hwy|dr|jr|sr|mr|mrs|ms|"
+                           r"mt|ft|no|vol|etc|dept|intl|assn|est|jan|feb|mar|apr|aug|sept?|oct|nov|dec)"
+                           r"|\b[a-z]|\.)\.$")
+# Cleaners such as LC-Rec's/UniSRec's `clean_text` append "." to every field. When at least this
+# share of the titles ends in ".", the dot is that artifact and is stripped; otherwise a final "." is
+# the source's own (real data: 7 of 2420 Office titles, 28 of 20033 Yelp titles) and is kept.
+CLEANER_DOT_SHARE = 0.5
+# A title equal to a category name carried by at least this many items (and at least
+# CATEGORY_TITLE_SHARE of all items) is a placeholder, not a name (Yelp: "Noodles", 311 items).
+CATEGORY_TITLE_MIN_ITEMS = 5
+CATEGORY_TITLE_SHARE = 0.01
+_JUNK_TITLE = r"(?i)(unknown|n/?a|none|null|-+|\.+)?"  # placeholders that fall back, like ""
+
+
+def strip_html(text: str) -> str:
+    """Remove tags and tag fragments left in a (clean_text'ed) title; keep the words between them."""
+    if "<" not in text and ">" not in text:
+        return text
+    text = _TAG_HEAD.sub(" ", _TAG_TAIL.sub(" ", _TAG.sub(" ", text)))
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def unique_titles(items: pd.DataFrame, max_fallback_chars: int = 60,
+                  report: IngestReport | None = None) -> pd.Series:
     """Clean titles and make each one name exactly one item.
 
-    Empty or junk titles fall back to the start of the description, then to "Item <id>". Titles shared
-    by several items (18 in ml-100k, 1434 chains in Yelp) get " (#<item_id>)" appended on every
-    sharing item, so the LLM's text maps back to exactly one item id.
+    Text that is no name is cleaned (HTML tags and tag fragments; the "." a cleaner appended to
+    every title) or, when it is a bare category name (one of the item's own categories, or one
+    many items carry), replaced by the fallback. Empty or junk titles fall back to the start of the
+    description, then to "Item <id>". Each rule's changes are counted in `report.fixed`
+    (title_html, title_trailing_dot, title_category) with examples. Titles shared by several items
+    (18 in ml-100k, 1434 chains in Yelp) get " (#<item_id>)" appended on every sharing item, so the
+    LLM's text maps back to exactly one item id.
     """
-    titles = items["raw_title"].map(clean_text)
-    junk = titles.str.fullmatch(r"(?i)(unknown|n/?a|none|null|-+|\.+)?")
+    cleaned = items["raw_title"].map(clean_text)
+    titles = cleaned.map(strip_html)
+    rules = {"title_html": titles != cleaned}
+
+    dotted = titles.str.endswith(".") & ~titles.str.fullmatch(r"\.*")
+    nonempty = int((titles != "").sum())
+    strip_dot = pd.Series(False, index=titles.index)
+    if nonempty and dotted.sum() >= CLEANER_DOT_SHARE * nonempty:
+        strip_dot = dotted & ~titles.str.contains(_ABBREVIATION)
+        titles = titles.where(~strip_dot, titles.str.slice(0, -1).str.rstrip())
+    rules["title_trailing_dot"] = strip_dot
+
+    folded = titles.str.casefold()
+    categories = items["categories"] if "categories" in items else pd.Series([[]] * len(items), index=items.index)
+    own = [[c.casefold() for c in cs] if isinstance(cs, (list, tuple, np.ndarray)) else [] for cs in categories]
+    carried: dict[str, int] = {}
+    for names in own:
+        for name in set(names):
+            carried[name] = carried.get(name, 0) + 1
+    many = max(CATEGORY_TITLE_MIN_ITEMS, int(np.ceil(CATEGORY_TITLE_SHARE * len(items))))
+    junk = titles.str.fullmatch(_JUNK_TITLE)  # falls back anyway (ml-100k's "unknown" is also a genre)
+    category = pd.Series([t in names or carried.get(t, 0) >= many for t, names in zip(folded, own)],
+                         index=titles.index, dtype=bool) & ~junk
+    titles = titles.where(~category, "")
+    rules["title_category"] = category
+
+    junk = titles.str.fullmatch(_JUNK_TITLE)
     fallback = items["description"].map(clean_text).str.slice(0, max_fallback_chars).str.strip()
     titles = titles.where(~junk, fallback)
     titles = titles.where(titles != "", "Item " + items["item_id"])
@@ -229,6 +315,17 @@ def unique_titles(items: pd.DataFrame, max_fallback_chars: int = 60) -> pd.Serie
     while titles.duplicated().any():
         again = titles.duplicated(keep="first")
         titles = titles.where(~again, titles + " (#" + items["item_id"] + ")")
+    if report is not None:
+        why = {"title_html": "HTML residue removed", "title_trailing_dot": "cleaner's trailing '.' removed",
+               "title_category": "a category name, not a name: falls back like an empty title"}
+        for kind, changed in rules.items():
+            rows = items[changed.to_numpy()].head(MAX_EXAMPLES)
+            examples = [str(IngestError(f"{why[kind]}: {raw!r} -> {titles.at[i]!r}",
+                                        file=str(rows.at[i, "file"]) if "file" in rows else None,
+                                        line=None if "line" not in rows or pd.isna(rows.at[i, "line"])
+                                        else int(rows.at[i, "line"]), field="title"))
+                        for i, raw in zip(rows.index, rows["raw_title"])]
+            report.fix(kind, int(changed.sum()), examples)
     return titles
 
 
@@ -316,7 +413,8 @@ def build_dataset(name: str, items: pd.DataFrame, interactions: pd.DataFrame, re
         min_interactions: k for optional k-core filtering (0 = keep everything).
 
     Raises:
-        IngestError: when nothing usable is left (empty input or everything filtered out).
+        IngestError: when nothing usable is left (empty input or everything filtered out), or no
+            training transition is (see `require_training_transitions`).
     """
     items = items.copy()
     for col, default in (("description", ""), ("brand", ""), ("attributes", "{}")):
@@ -335,7 +433,7 @@ def build_dataset(name: str, items: pd.DataFrame, interactions: pd.DataFrame, re
     items["brand"] = items["brand"].map(clean_text)
     items["categories"] = items["categories"].map(
         lambda cs: [clean_text(c) for c in cs if clean_text(c)] if isinstance(cs, (list, tuple, np.ndarray)) else [])
-    items["title"] = unique_titles(items)
+    items["title"] = unique_titles(items, report=report)
     items = items[ITEM_COLUMNS].reset_index(drop=True)
 
     inter = interactions.copy()
@@ -352,6 +450,19 @@ def build_dataset(name: str, items: pd.DataFrame, interactions: pd.DataFrame, re
         inter["ts"] = pd.NA
     if "rating" not in inter:
         inter["rating"] = pd.NA
+    # The loaders check timestamps as they parse them (naming the source field); these two checks
+    # hold the same rules for every caller. A missing ts among present ones would sort last and so
+    # silently become the user's test item: such events are skipped, never held out.
+    huge = ts_out_of_range(inter["ts"])
+    if huge.any():
+        _report_rows(report, "bad_value", inter[huge], "ts",
+                     lambda ts: f"timestamp out of range (years 1..9999): {ts!r}")
+        inter = inter[~huge]
+    missing = inter["ts"].isna().to_numpy()
+    if missing.any() and not missing.all():
+        _report_rows(report, "missing_value", inter[missing], "ts",
+                     lambda ts: "missing timestamp (other events have one); event skipped")
+        inter = inter[~missing]
     inter["ts"] = pd.array(inter["ts"], dtype="Int64")
     inter["rating"] = pd.array(inter["rating"], dtype="Float64")
     inter = kcore(inter, min_interactions)
@@ -363,5 +474,26 @@ def build_dataset(name: str, items: pd.DataFrame, interactions: pd.DataFrame, re
     inter["pos"] = pos
     inter["split"] = label_splits(n, pos)
     inter = inter[INTERACTION_COLUMNS]
+    require_training_transitions(name, inter, n)
     return Dataset(name=name, items=items, interactions=inter, report=report,
                    source={**source, "min_interactions": min_interactions})
+
+
+def require_training_transitions(name: str, inter: pd.DataFrame, lengths: np.ndarray) -> None:
+    """Raise IngestError unless some user has two different items in a row in the train split.
+
+    Every later stage learns from these transitions (the graph's NEXT/COLLAB relations, training
+    examples); without one it has nothing to learn from, so ingest stops here with one clear line.
+    `inter` is sorted by user and position; `lengths` is each row's sequence length.
+    """
+    users, items = inter["user_id"].to_numpy(), inter["item_id"].to_numpy()
+    train = inter["split"].to_numpy() == "train"
+    step = (users[1:] == users[:-1]) & train[1:] & train[:-1] & (items[1:] != items[:-1])
+    if step.any():
+        return
+    longest = int(lengths.max()) if len(lengths) else 0
+    why = (f"no user has more than {longest} event(s)" if longest < 4 else
+           "the training events only ever repeat the previous item")
+    raise IngestError(f"dataset {name!r} has no training transitions: {why}; leave-one-out holds out each "
+                      "user's last two events (valid, test), so some user needs 4+ events with two "
+                      "different items in a row before those")

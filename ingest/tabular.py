@@ -9,7 +9,8 @@ item_id, title, description / categories (split on "|") / brand when present, ev
 goes to attributes. A folder may hold interactions.<ext> (or ratings.<ext>) and items.<ext>. Files without a header
 line take `column_names` (e.g. Amazon's ratings_<Cat>.csv: user_id,item_id,rating,timestamp).
 Ids are opaque text (Parquet integers become their decimal text). Timestamps: Unix seconds,
-milliseconds (auto: values above 1e11) or date text (ISO 8601), stored as Unix seconds.
+milliseconds (auto: values above 1e11) or date text (ISO 8601), stored as Unix seconds; when the
+file has a timestamp column, an event without one is skipped (missing_value), never held out.
 For Parquet, the "line" in error messages is the 1-based row number.
 """
 
@@ -25,9 +26,9 @@ import pyarrow.compute as pc
 
 from ingest.config import IngestConfig
 from ingest.errors import IngestError
-from ingest.readers import (FLOAT_PATTERN, INT_PATTERN, LINE, SOURCE_LINE, drop_rows, file_column,
-                            free_line_name, order_by_exact_time, parse_numbers, read_delimited, read_header,
-                            require_content)
+from ingest.readers import (FLOAT_PATTERN, INT_PATTERN, LINE, SOURCE_LINE, drop_bad_timestamps, drop_rows,
+                            file_column, free_line_name, order_by_exact_time, parse_numbers, read_delimited,
+                            read_header, require_content)
 from ingest.schema import IngestReport, RawData
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt", ".parquet", ".pq", ".csv.gz", ".tsv.gz")
@@ -204,8 +205,17 @@ def _column_as_text(column: pa.ChunkedArray, file: str, name: str) -> pa.Chunked
 
 def parse_timestamps(table: pa.Table, column: str, unit: str, report: IngestReport, *,
                      file: str) -> tuple[pa.Table, str]:
-    """Replace a text timestamp column by Unix seconds (int64, null when empty)."""
+    """Replace a text timestamp column by Unix seconds (int64).
+
+    Rows with an empty timestamp (also a truncated last line `3,4,`) are skipped as
+    "missing_value": kept, they would sort last and so become the user's test item. Rows outside
+    years 1..9999 (`1e30`, `9223372036854775808`) are skipped as "bad_value".
+    """
     values = pc.utf8_trim_whitespace(table[column])
+    table = drop_rows(table.set_column(table.column_names.index(column), column, values),
+                      pc.equal(values, ""), report, "missing_value", file=file, field=column,
+                      describe=lambda v: "missing timestamp")
+    values = table[column]
     present = pc.not_equal(values, "")
     numeric = pc.or_(pc.match_substring_regex(values, INT_PATTERN), pc.match_substring_regex(values, FLOAT_PATTERN))
     if unit == "auto":
@@ -218,13 +228,15 @@ def parse_timestamps(table: pa.Table, column: str, unit: str, report: IngestRepo
         else:
             unit = "iso"
     if unit in ("s", "ms"):
-        table = parse_numbers(table, column, report, file=file, kind="float", optional=True)
+        table = parse_numbers(table.append_column("_text", values), column, report, file=file, kind="float")
         seconds = table[column]
         if unit == "ms":
             seconds = pc.divide(seconds, 1000.0)
-        table = table.append_column(EXACT, seconds)
-        seconds = pc.cast(pc.floor(seconds), pa.int64())
-        return table.set_column(table.column_names.index(column), column, seconds), unit
+        table = table.set_column(table.column_names.index(column), column, seconds)
+        table = drop_bad_timestamps(table, column, report, file=file, text_column="_text")
+        table = table.append_column(EXACT, table[column])
+        seconds = pc.cast(pc.floor(table[column]), pa.int64())
+        return table.set_column(table.column_names.index(column), column, seconds).drop_columns(["_text"]), unit
     parsed = pd.to_datetime(pd.Series(values.to_pylist(), dtype=object).replace("", None), errors="coerce",
                             utc=True, format="mixed")
     exact = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
@@ -234,6 +246,7 @@ def parse_timestamps(table: pa.Table, column: str, unit: str, report: IngestRepo
                              pa.array(pd.array(np.floor(exact), dtype="Int64"), type=pa.int64()))
     table = drop_rows(table, bad, report, "bad_value", file=file, field=column, column="_text",
                       describe=lambda v: f"not a date/time: {v!r}")
+    table = drop_bad_timestamps(table, column, report, file=file, text_column="_text")
     return table.drop_columns(["_text"]), "iso"
 
 

@@ -20,7 +20,10 @@ from ingest import IngestConfig, IngestError, load_dataset
 
 GOOD_ITEMS = [f"{i}|Movie {i} (1995)|01-Jan-1995||http://x/{i}|" + "|".join(["0"] * 8 + ["1"] + ["0"] * 10)
               for i in range(1, 6)]
-GOOD_DATA = ["1\t1\t5\t10", "1\t2\t4\t20", "1\t3\t3\t30", "2\t1\t5\t10", "2\t4\t4\t20", "2\t5\t3\t30"]
+# User 1 has four events: leave-one-out then leaves it one training transition (1 -> 2), which a
+# dataset needs (see test_no_training_transitions_is_one_clear_error).
+GOOD_DATA = ["1\t1\t5\t10", "1\t2\t4\t20", "1\t3\t3\t30", "2\t1\t5\t10", "2\t4\t4\t20", "2\t5\t3\t30",
+             "1\t4\t2\t40"]
 
 
 def ml_folder(tmp_path, data=GOOD_DATA, items=GOOD_ITEMS, data_bytes=None, item_bytes=None):
@@ -57,7 +60,7 @@ def test_wrong_field_count_is_skipped_with_its_line(tmp_path):
     examples = ds.report.examples["malformed_line"]
     assert examples[0].startswith(f"{folder / 'u.data'}:3:") and "expected 4 fields" in examples[0]
     assert examples[1].startswith(f"{folder / 'u.data'}:5:")
-    assert len(ds.interactions) == 6  # the blank line 4 is ignored, not an error
+    assert len(ds.interactions) == 7  # the blank line 4 is ignored, not an error
     error = strict_error(folder)
     assert (error.file, error.line) == (str(folder / "u.data"), 3)
 
@@ -65,25 +68,25 @@ def test_wrong_field_count_is_skipped_with_its_line(tmp_path):
 def test_double_colon_separator_checked(tmp_path):
     folder = tmp_path / "ml-1m"
     folder.mkdir()
-    (folder / "ratings.dat").write_text("1::1::5::10\n1:x:2::5::20\n1::2::5::30\n1::3::5::40\n")
+    (folder / "ratings.dat").write_text("1::1::5::10\n1:x:2::5::20\n1::2::5::30\n1::3::5::40\n1::5::5::50\n")
     (folder / "movies.dat").write_text("1::A (1990)::Drama\n2::B (1991)::Drama\n3::C (1992)::Drama\n"
-                                       "4::D::Drama::extra\n")
+                                       "4::D::Drama::extra\n5::E (1993)::Drama\n")
     ds = load(folder)
     assert ds.report.counts == {"malformed_line": 2}
     assert f"{folder / 'ratings.dat'}:2: fields must be separated by '::'" in ds.report.examples["malformed_line"]
     assert any("movies.dat:4:" in e for e in ds.report.examples["malformed_line"])
-    assert ds.sequences() == {"1": ["1", "2", "3"]}
+    assert ds.sequences() == {"1": ["1", "2", "3", "5"]}
 
 
 def test_p5_line_with_only_a_user_and_duplicate_user(tmp_path):
     folder = tmp_path / "p5"
     folder.mkdir()
-    (folder / "sequential_data.txt").write_text("1 1 2 3\n2\n3 3 2 1\n1 2 2\n")
+    (folder / "sequential_data.txt").write_text("1 1 2 3 1\n2\n3 3 2 1\n1 2 2\n")
     (folder / "X.item.json").write_text(json.dumps({str(i): {"title": f"I{i}"} for i in range(3)}))
     ds = load(folder)
     assert ds.report.counts == {"malformed_line": 1, "duplicate_user": 1}
     assert ds.report.examples["malformed_line"][0].startswith(f"{folder / 'sequential_data.txt'}:2:")
-    assert ds.sequences() == {"1": ["1", "2", "3"], "3": ["3", "2", "1"]}
+    assert ds.sequences() == {"1": ["1", "2", "3", "1"], "3": ["3", "2", "1"]}
     assert strict_error(folder).line == 2
 
 
@@ -96,13 +99,13 @@ def test_non_integer_ids_and_timestamps(tmp_path):
     ds = load(folder)
     assert ds.report.counts == {"bad_value": 4}
     examples = ds.report.examples["bad_value"]
-    assert examples[0] == f"{folder / 'u.data'}:7 field 'user_id': not an integer: 'x1'"
-    assert f"{folder / 'u.data'}:8 field 'item_id': not an integer: '2.5'" in examples
-    assert f"{folder / 'u.data'}:9 field 'ts': not an integer: 'yesterday'" in examples
-    assert f"{folder / 'u.data'}:10 field 'rating': not a number: 'five'" in examples
+    assert examples[0] == f"{folder / 'u.data'}:8 field 'user_id': not an integer: 'x1'"
+    assert f"{folder / 'u.data'}:9 field 'item_id': not an integer: '2.5'" in examples
+    assert f"{folder / 'u.data'}:10 field 'ts': not an integer: 'yesterday'" in examples
+    assert f"{folder / 'u.data'}:11 field 'rating': not a number: 'five'" in examples
     assert ds.sequences()["3"] == ["3", "4"]
     error = strict_error(folder)
-    assert (error.line, error.field) == (7, "user_id")
+    assert (error.line, error.field) == (8, "user_id")
 
 
 def test_missing_value_overflow_hex_and_nan(tmp_path):
@@ -119,7 +122,7 @@ def test_missing_value_overflow_hex_and_nan(tmp_path):
 def test_p5_non_integer_item_skips_the_whole_line(tmp_path):
     folder = tmp_path / "p5"
     folder.mkdir()
-    (folder / "sequential_data.txt").write_text("1 1 2 3\n2 1 b7 3\nu3 1 2\n4 3 2 1\n")
+    (folder / "sequential_data.txt").write_text("1 1 2 3 1\n2 1 b7 3\nu3 1 2\n4 3 2 1\n")
     (folder / "X.item.json").write_text(json.dumps({str(i): {"title": f"I{i}"} for i in range(3)}))
     ds = load(folder)
     assert ds.report.counts == {"bad_value": 2}
@@ -134,7 +137,7 @@ def test_lcrec_non_integer_item_skips_the_user(tmp_path):
     folder = tmp_path / "lc"
     folder.mkdir()
     (folder / "A.inter.json").write_text(json.dumps({"0": [0, 1, 2], "1": [1, "2", 0], "2": "oops",
-                                                     "3": [2, 1, 0]}, indent=4))
+                                                     "3": [2, 1, 0, 1]}, indent=4))
     (folder / "A.item.json").write_text(json.dumps({str(i): {"title": f"I{i}"} for i in range(3)}, indent=4))
     ds = load(folder)
     assert ds.report.counts == {"bad_value": 1, "malformed_record": 1}
@@ -149,16 +152,16 @@ def test_unknown_item_ids_are_dropped_and_reported(tmp_path):
     ds = load(folder)
     assert ds.report.counts == {"unknown_item": 1}
     assert ds.report.examples["unknown_item"] == [
-        f"{folder / 'u.data'}:7 field 'item_id': unknown item id '99' (not in the item file)"]
+        f"{folder / 'u.data'}:8 field 'item_id': unknown item id '99' (not in the item file)"]
     assert ds.sequences()["3"] == ["1", "2", "3"]
     error = strict_error(folder)
-    assert (error.file, error.line, error.field) == (str(folder / "u.data"), 7, "item_id")
+    assert (error.file, error.line, error.field) == (str(folder / "u.data"), 8, "item_id")
 
 
 def test_lcrec_unknown_item_points_at_the_user_key(tmp_path):
     folder = tmp_path / "lc"
     folder.mkdir()
-    (folder / "A.inter.json").write_text(json.dumps({"0": [0, 1, 2], "1": [2, 1, 7]}, indent=4))
+    (folder / "A.inter.json").write_text(json.dumps({"0": [0, 1, 2], "1": [2, 1, 0, 1, 7]}, indent=4))
     (folder / "A.item.json").write_text(json.dumps({str(i): {"title": f"I{i}"} for i in range(3)}, indent=4))
     ds = load(folder)
     assert ds.report.examples["unknown_item"][0].startswith(f"{folder / 'A.inter.json'}:7 field 'item_id'")
@@ -201,35 +204,37 @@ def test_item_file_missing_configured_column(tmp_path):
 
 def test_csv_empty_ids_and_bad_ratings(tmp_path):
     path = tmp_path / "log.csv"
-    path.write_text("user_id,item_id,rating,timestamp\nu,a,5,1\n,b,4,2\nu,,3,3\nu,c,great,4\nu,d,,5\nu,e,1,x\n")
+    path.write_text("user_id,item_id,rating,timestamp\nu,a,5,1\n,b,4,2\nu,,3,3\nu,c,great,4\nu,d,,5\nu,e,1,x\nu,f,2,6\n"
+                    "u,g,2,7\n")
     ds = load(path)
     assert ds.report.counts == {"missing_value": 2, "bad_value": 2}
     assert f"{path}:5 field 'rating': not a number: 'great'" in ds.report.examples["bad_value"]
     assert f"{path}:7 field 'timestamp': not a number: 'x'" in ds.report.examples["bad_value"]
-    assert ds.sequences() == {"u": ["a", "d"]}
+    assert ds.sequences() == {"u": ["a", "d", "f", "g"]}
 
 
 # -- encodings -----------------------------------------------------------------------------------
 
 def test_invalid_utf8_line_in_csv_is_skipped(tmp_path):
     path = tmp_path / "log.csv"
-    path.write_bytes(b"user_id,item_id\nu,a\nu,caf\xe9\nu,b\nu,c\n")
+    path.write_bytes(b"user_id,item_id\nu,a\nu,caf\xe9\nu,b\nu,c\nu,d\n")
     ds = load(path)
     assert ds.report.counts == {"encoding": 1}
     assert ds.report.examples["encoding"][0].startswith(f"{path}:3:") and "not valid utf-8" in \
         ds.report.examples["encoding"][0]
-    assert ds.sequences() == {"u": ["a", "b", "c"]}
+    assert ds.sequences() == {"u": ["a", "b", "c", "d"]}
     error = strict_error(path)
     assert (error.file, error.line) == (str(path), 3)
     # the right encoding reads the line
-    assert load(path, encoding="latin-1").sequences() == {"u": ["a", "café", "b", "c"]}
+    assert load(path, encoding="latin-1").sequences() == {"u": ["a", "café", "b", "c", "d"]}
 
 
 def test_movielens_item_file_must_be_latin1_not_mixed(tmp_path):
     # u.item is decoded as UTF-8 when it is valid UTF-8 (a re-encoded copy), else as Latin-1, so
     # real releases never fail; forcing UTF-8 on the Latin-1 original reports the line.
     items = GOOD_ITEMS[:2] + [GOOD_ITEMS[2].replace("Movie 3", "Misérables")] + GOOD_ITEMS[3:]
-    folder = ml_folder(tmp_path, item_bytes=("\n".join(items) + "\n").encode("latin-1"))
+    # user 1's fifth event keeps a training transition once the line of item 3 is dropped
+    folder = ml_folder(tmp_path, GOOD_DATA + ["1\t5\t1\t50"], item_bytes=("\n".join(items) + "\n").encode("latin-1"))
     assert load(folder).items.set_index("item_id").loc["3", "title"] == "Misérables (1995)"
     ds = load(folder, encoding="utf-8")
     assert ds.report.counts["encoding"] == 1
@@ -246,7 +251,8 @@ def test_json_lines_bad_byte_and_invalid_json(tmp_path):
     lines = [good[0].encode(), b'{"reviewerID": "U", "asin": "\xff", "overall": 5.0, "unixReviewTime": 9}',
              b'{"reviewerID": "U", "asin": "D", "overall": 5.0, ', good[1].encode(),
              json.dumps({"reviewerID": "U", "asin": "E", "overall": "five", "unixReviewTime": 4}).encode(),
-             json.dumps({"asin": "F", "overall": 5.0, "unixReviewTime": 5}).encode(), good[2].encode()]
+             json.dumps({"asin": "F", "overall": 5.0, "unixReviewTime": 5}).encode(), good[2].encode(),
+             json.dumps({"reviewerID": "U", "asin": "A", "overall": 5.0, "unixReviewTime": 6}).encode()]
     with gzip.open(folder / "X_5.json.gz", "wb") as f:
         f.write(b"\n".join(lines) + b"\n")
     with gzip.open(folder / "meta_X.json.gz", "wt") as f:
@@ -260,7 +266,7 @@ def test_json_lines_bad_byte_and_invalid_json(tmp_path):
     assert ds.report.examples["invalid_json"][1].startswith(f"{folder / 'meta_X.json.gz'}:7:")
     assert ds.report.examples["bad_value"][0] == f"{reviews}:5 field 'overall/rating': rating is not a number"
     assert ds.report.examples["missing_field"][0].startswith(f"{reviews}:6 field 'reviewerID/user_id'")
-    assert ds.sequences() == {"U": ["A", "B", "C"]}
+    assert ds.sequences() == {"U": ["A", "B", "C", "A"]}
     error = strict_error(folder)
     assert (error.file, error.line) == (str(reviews), 2)
 
@@ -272,12 +278,15 @@ def test_python_literal_fallback_only_for_metadata(tmp_path):
         f.write("{'reviewerID': 'U', 'asin': 'A', 'overall': 5.0, 'unixReviewTime': 1}\n")
         f.write('{"reviewerID": "U", "asin": "B", "overall": 5.0, "unixReviewTime": 2}\n')
         f.write('{"reviewerID": "U", "asin": "C", "overall": 5.0, "unixReviewTime": 3}\n')
+        for t, asin in enumerate("DEB", 4):
+            f.write(f'{{"reviewerID": "U", "asin": "{asin}", "overall": 5.0, "unixReviewTime": {t}}}\n')
     with gzip.open(folder / "meta_X.json.gz", "wt") as f:
-        f.write("{'asin': 'B', 'title': 'Bee'}\n{'asin': 'C', 'title': 'Sea', 'x': open('f')}\n")
+        f.write("{'asin': 'B', 'title': 'Bee'}\n{'asin': 'C', 'title': 'Sea', 'x': open('f')}\n"
+                "{'asin': 'D', 'title': 'Dee'}\n{'asin': 'E', 'title': 'Eee'}\n")
     ds = load(folder)
     assert ds.report.counts["invalid_json"] == 2  # review line 1 (not JSON), meta line 2 (not a literal)
     assert ds.report.counts["unknown_item"] == 1
-    assert ds.items["title"].tolist() == ["Bee"]
+    assert ds.items["title"].tolist() == ["Bee", "Dee", "Eee"]
 
 
 # -- empty files and invalid JSON documents -------------------------------------------------------
@@ -342,7 +351,8 @@ def test_failed_ingest_leaves_previous_output_untouched(tmp_path, monkeypatch):
     bad = ml_folder(tmp_path / "bad", GOOD_DATA + ["3\tx\t5\t1"])
     assert cli.main(["ingest", "--dataset", str(bad), "--run", str(run), "--strict", "--no-progress"]) == 2
     assert {p.name: p.read_bytes() for p in (run / "dataset").iterdir()} == before
-    assert sorted(os.listdir(run)) == ["config.json", "dataset"]  # no temp folders left behind
+    # no temp folders left behind (the run folder's own commit lock file may stay)
+    assert sorted(n for n in os.listdir(run) if n != ".commit.lock") == ["config.json", "dataset"]
     fresh = tmp_path / "fresh"
     assert cli.main(["ingest", "--dataset", str(ml_folder(tmp_path / "empty", data_bytes=b"")), "--run",
                      str(fresh), "--no-progress"]) == 2

@@ -17,7 +17,7 @@ from ingest.commands import add_arguments, config_from_args
 
 ITEMS = "\n".join(f"{i}|Movie {i} (1995)|01-Jan-1995||http://x/{i}|" + "|".join(["0"] * 8 + ["1"] + ["0"] * 10)
                   for i in range(1, 5)) + "\n"
-DATA = "1\t1\t5\t10\n1\t2\t4\t20\n1\t3\t3\t30\n2\t1\t5\t10\n2\t4\t4\t20\n2\t2\t3\t30\n2\t9\t3\t40\n2\tx\t3\t50\n"
+DATA = "1\t1\t5\t10\n1\t2\t4\t20\n1\t3\t3\t30\n2\t1\t5\t10\n2\t4\t4\t20\n2\t2\t3\t30\n2\t9\t3\t40\n2\tx\t3\t50\n1\t4\t2\t60\n"
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_ingest_registered_name_from_env_data_dir(data_dir, tmp_path, capsys):
     assert "dataset ml-100k (movielens)" in out and "skipped records: 2" in out
     assert "unknown_item" in out and "bad_value" in out and "DIFFERENT" in out  # not the pinned release
     ds = Dataset.load(run / "dataset")
-    assert ds.stats()["interactions"] == 6 and ds.report.counts == {"unknown_item": 1, "bad_value": 1}
+    assert ds.stats()["interactions"] == 7 and ds.report.counts == {"unknown_item": 1, "bad_value": 1}
     config = json.loads((run / "config.json").read_text())
     assert config["ingest"]["dataset"] == "ml-100k" and config["ingest"]["data_dir"] == str(data_dir)
     assert config["ingest"]["format_used"] == "movielens" and config["ingest"]["checksum"] == ds.checksum()
@@ -63,14 +63,14 @@ def test_ingest_missing_dataset_says_what_to_download(data_dir, tmp_path, capsys
 def test_ingest_csv_options_and_toml_config(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("IIRG_DATA_DIR", raising=False)
     log = tmp_path / "log.tsv"
-    log.write_text("uid\tsku\tt\nu\ta\t3\nu\tb\t1\nu\tc\t2\n")
+    log.write_text("uid\tsku\tt\nu\ta\t3\nu\tb\t1\nu\tc\t2\nu\td\t4\n")
     toml = tmp_path / "ingest.toml"
     toml.write_text('[ingest]\nuser_col = "uid"\nitem_col = "wrong"\nmin_interactions = 0\n')
     run = tmp_path / "r"
     argv = ["ingest", "--dataset", str(log), "--config", str(toml), "--item-col", "sku", "--timestamp-col", "t",
             "--delimiter", "\\t", "--run", str(run), "--no-progress"]
     assert cli.main(argv) == 0
-    assert Dataset.load(run / "dataset").sequences() == {"u": ["b", "c", "a"]}
+    assert Dataset.load(run / "dataset").sequences() == {"u": ["b", "c", "a", "d"]}
     config = json.loads((run / "config.json").read_text())["ingest"]
     assert (config["user_col"], config["item_col"], config["delimiter"]) == ("uid", "sku", "\t")
 

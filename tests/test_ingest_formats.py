@@ -79,7 +79,7 @@ def test_movielens_100k_order_ties_and_genres(tmp_path):
 def test_movielens_item_file_latin1_and_utf8_copies_read_the_same(tmp_path):
     lines = [f"1|Misérables, Les (1995)|01-Jan-1995||http://x|{flags(8)}",
              f"2|Other (1995)|01-Jan-1995||http://y|{flags(5)}"]
-    data = ["1\t1\t5\t10", "1\t2\t5\t11"]
+    data = ["1\t1\t5\t10", "1\t2\t5\t11", "1\t1\t5\t12", "1\t2\t5\t13"]
     latin = load(ml100k_folder(tmp_path / "a", data, lines, encoding="latin-1"))
     utf8 = load(ml100k_folder(tmp_path / "b", data, lines, encoding="utf-8"))
     for ds, encoding in ((latin, "latin-1"), (utf8, "utf-8")):
@@ -93,7 +93,7 @@ def test_movielens_item_file_latin1_and_utf8_copies_read_the_same(tmp_path):
 def test_movielens_1m_dat_layout(tmp_path):
     folder = tmp_path / "ml-1m"
     write(folder / "ratings.dat", "1::20::5::978300760\n1::10::3::978300761\n2::10::4::978300000\n"
-                                  "2::30::4::978300001\n")
+                                  "2::30::4::978300001\n1::30::5::978300762\n1::20::4::978300763\n")
     write(folder / "movies.dat", "10::Star Wars: Episode IV (1977)::Action|Sci-Fi\n20::Amélie (2001)::Comedy|Romance\n"
                                  "30::Heat (1995)::(no genres listed)\n", encoding="latin-1")
     ds = load(folder)
@@ -102,13 +102,13 @@ def test_movielens_1m_dat_layout(tmp_path):
     assert items.loc["10", "title"] == "Star Wars: Episode IV (1977)"
     assert items.loc["20", "title"] == "Amélie (2001)"
     assert items.loc["10", "categories"] == ["Action", "Sci-Fi"] and items.loc["30", "categories"] == []
-    assert seqs(ds) == {"1": ["20", "10"], "2": ["10", "30"]}
+    assert seqs(ds) == {"1": ["20", "10", "30", "20"], "2": ["10", "30"]}
 
 
 def test_movielens_csv_layout_with_links(tmp_path):
     folder = tmp_path / "ml-latest-small"
     write(folder / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.5,964981247\n"
-                                  "2,1,2.5,964982224\n2,3,3.0,964982931\n")
+                                  "2,1,2.5,964982224\n2,3,3.0,964982931\n1,1,3.0,964990000\n1,3,3.0,964990001\n")
     write(folder / "movies.csv", 'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n'
                                  '3,"American President, The (1995)",Comedy|Drama|Romance\n')
     write(folder / "links.csv", "movieId,imdbId,tmdbId\n1,0114709,862\n3,0112346,9087\n")
@@ -117,7 +117,7 @@ def test_movielens_csv_layout_with_links(tmp_path):
     items = ds.items.set_index("item_id")
     assert items.loc["3", "title"] == "American President, The (1995)"
     assert json.loads(items.loc["1", "attributes"]) == {"year": 1995, "imdbId": "0114709", "tmdbId": "862"}
-    assert seqs(ds)["1"] == ["3", "1"]
+    assert seqs(ds)["1"] == ["3", "1", "1", "3"]
     assert ds.interactions["rating"].tolist().count(4.5) == 1
 
 
@@ -138,13 +138,13 @@ def test_lcrec(tmp_path):
     write(folder / "Beauty.item.json", json.dumps({
         "0": {"title": "Lip &amp; Cheek", "description": "", "brand": "X", "categories": "Beauty, Makeup"},
         "1": {"title": "", "description": "A soft brush for blush", "brand": "", "categories": "Beauty, Tools"},
-        "2": {"title": "Soap", "description": "d", "brand": "", "categories": ["Beauty", ["Bath", "Soap"]]},
+        "2": {"title": "Soap", "description": "d", "brand": "", "categories": ["Beauty", ["Bath", "Body"]]},
         "3": {"title": "Soap", "description": "d", "brand": "", "categories": ""}}, indent=4))
     ds = load(folder)
     items = ds.items.set_index("item_id")
     assert items.loc["0", "title"] == "Lip & Cheek" and items.loc["0", "categories"] == ["Beauty", "Makeup"]
     assert items.loc["1", "title"] == "A soft brush for blush"
-    assert items.loc["2", "categories"] == ["Beauty", "Bath", "Soap"]
+    assert items.loc["2", "categories"] == ["Beauty", "Bath", "Body"]
     assert (items.loc["2", "title"], items.loc["3", "title"]) == ("Soap (#2)", "Soap (#3)")
     assert seqs(ds) == {"0": ["0", "1", "2"], "1": ["2", "1", "0", "3"]}
     assert ds.interactions["ts"].isna().all()
@@ -177,7 +177,7 @@ def test_p5_zero_based_item_json_detected(tmp_path):
 
 
 def test_p5_one_based_item_json_detected_and_override(tmp_path):
-    folder = p5_folder(tmp_path, keys_from=1)
+    folder = p5_folder(tmp_path, keys_from=1, lines=("1 1 2 3 1 2 3", "2 3 2 1"))
     ds = load(folder)
     assert ds.source["options"]["item_id_offset"] == 0
     assert ds.items.set_index("item_id").loc["2", "raw_title"] == "Bar"
@@ -209,7 +209,9 @@ def test_amazon_2014_reviews_and_python_literal_meta(tmp_path):
         json.dumps({"reviewerID": "U1", "asin": "B2", "overall": 4.0, "unixReviewTime": 100}),
         json.dumps({"reviewerID": "U2", "asin": "B1", "overall": 3.0, "unixReviewTime": 100,
                     "helpful": [1, 2]}),
-        json.dumps({"reviewerID": "U2", "asin": "B3", "overall": 2.0, "unixReviewTime": 50})])
+        json.dumps({"reviewerID": "U2", "asin": "B3", "overall": 2.0, "unixReviewTime": 50}),
+        json.dumps({"reviewerID": "U1", "asin": "B3", "overall": 2.0, "unixReviewTime": 400}),
+        json.dumps({"reviewerID": "U1", "asin": "B2", "overall": 2.0, "unixReviewTime": 500})])
     write_gz(folder / "meta_Beauty.json.gz", [
         "{'asin': 'B1', 'title': 'Rose &amp; Oud', 'price': 3.17, 'salesRank': {'Beauty': 10}, "
         "'categories': [['Beauty', 'Fragrance'], ['Beauty', 'Women']], 'related': {'also_bought': ['B9']}}",
@@ -226,7 +228,7 @@ def test_amazon_2014_reviews_and_python_literal_meta(tmp_path):
     assert items.loc["B1", "categories"] == ["Beauty", "Fragrance", "Women"]
     assert json.loads(items.loc["B1", "attributes"]) == {"price": 3.17, "salesRank": {"Beauty": 10}}
     assert items.loc["B2", "description"] == "A wide comb" and items.loc["B2", "brand"] == "Acme"
-    assert seqs(ds) == {"U1": ["B2", "B1"], "U2": ["B3", "B1"]}
+    assert seqs(ds) == {"U1": ["B2", "B1", "B3", "B2"], "U2": ["B3", "B1"]}
     assert ds.interactions.set_index(["user_id", "item_id"]).loc[("U1", "B1"), "ts"] == 300
 
 
@@ -235,7 +237,9 @@ def test_amazon_2018_five_core(tmp_path):
     write_gz(folder / "Luxury_Beauty_5.json.gz", [
         json.dumps({"reviewerID": "U1", "asin": "A", "overall": 5.0, "unixReviewTime": 10, "vote": "2",
                     "style": {"Size:": " 1 oz"}}),
-        json.dumps({"reviewerID": "U1", "asin": "B", "overall": 4.0, "unixReviewTime": 20, "verified": True})])
+        json.dumps({"reviewerID": "U1", "asin": "B", "overall": 4.0, "unixReviewTime": 20, "verified": True}),
+        json.dumps({"reviewerID": "U1", "asin": "A", "overall": 4.0, "unixReviewTime": 30}),
+        json.dumps({"reviewerID": "U1", "asin": "B", "overall": 4.0, "unixReviewTime": 40})])
     write_gz(folder / "meta_Luxury_Beauty.json.gz", [
         json.dumps({"asin": "A", "title": "Cream", "description": ["Rich", "cream"], "brand": "L",
                     "category": ["Luxury Beauty", "Skin"], "main_cat": "Luxury Beauty", "also_buy": ["B"]}),
@@ -246,7 +250,7 @@ def test_amazon_2018_five_core(tmp_path):
     assert items.loc["A", "description"] == "Rich cream" and items.loc["A", "categories"] == ["Luxury Beauty", "Skin"]
     assert json.loads(items.loc["A", "attributes"]) == {"main_cat": "Luxury Beauty"}
     assert ds.report.skipped == 0  # identical repeated metadata is not an error
-    assert seqs(ds) == {"U1": ["A", "B"]}
+    assert seqs(ds) == {"U1": ["A", "B", "A", "B"]}
 
 
 def test_amazon_2023_jsonl_parent_asin_and_milliseconds(tmp_path):
@@ -254,7 +258,9 @@ def test_amazon_2023_jsonl_parent_asin_and_milliseconds(tmp_path):
     write_gz(folder / "All_Beauty.jsonl.gz", [
         json.dumps({"rating": 5.0, "title": "t", "text": "x", "asin": "C1", "parent_asin": "P1",
                     "user_id": "AE1", "timestamp": 1588687728923, "helpful_vote": 0, "verified_purchase": True}),
-        json.dumps({"rating": 3.0, "asin": "C2", "parent_asin": "P2", "user_id": "AE1", "timestamp": 1588687728000})])
+        json.dumps({"rating": 3.0, "asin": "C2", "parent_asin": "P2", "user_id": "AE1", "timestamp": 1588687728000}),
+        json.dumps({"rating": 4.0, "asin": "C1", "parent_asin": "P1", "user_id": "AE1", "timestamp": 1588687729000}),
+        json.dumps({"rating": 4.0, "asin": "C2", "parent_asin": "P2", "user_id": "AE1", "timestamp": 1588687730000})])
     write_gz(folder / "meta_All_Beauty.jsonl.gz", [
         json.dumps({"main_category": "All Beauty", "title": "Brush", "average_rating": 4.8, "rating_number": 10,
                     "features": [], "description": ["Soft", "brush"], "store": "Acme", "categories": [],
@@ -262,8 +268,8 @@ def test_amazon_2023_jsonl_parent_asin_and_milliseconds(tmp_path):
         json.dumps({"title": "Comb", "store": None, "categories": ["Tools"], "parent_asin": "P2"})])
     ds = load(folder)
     assert ds.source["options"]["release"] == "2023"
-    assert seqs(ds) == {"AE1": ["P2", "P1"]}  # 1588687728000 ms < 1588687728923 ms
-    assert ds.interactions["ts"].tolist() == [1588687728, 1588687728]
+    assert seqs(ds) == {"AE1": ["P2", "P1", "P1", "P2"]}  # 1588687728000 ms < 1588687728923 ms
+    assert ds.interactions["ts"].tolist() == [1588687728, 1588687728, 1588687729, 1588687730]
     items = ds.items.set_index("item_id")
     assert items.loc["P1", "brand"] == "Acme" and items.loc["P1", "description"] == "Soft brush"
     assert items.loc["P2", "categories"] == ["Tools"] and items.loc["P2", "brand"] == ""
@@ -273,12 +279,13 @@ def test_amazon_2023_jsonl_parent_asin_and_milliseconds(tmp_path):
 
 def test_csv_with_mapping_item_file_and_iso_dates(tmp_path):
     inter = write(tmp_path / "events.csv", "uid,sku,when,stars\nu1,s2,2021-01-02T00:00:00Z,4\n"
-                                           "u1,s1,2021-01-01,5\nu2,s1,2021-01-03 10:00:00,\nu2,s3,2021-01-04,3\n")
+                                           "u1,s1,2021-01-01,5\nu2,s1,2021-01-03 10:00:00,\nu2,s3,2021-01-04,3\n"
+                                           "u1,s3,2021-01-05,2\nu1,s2,2021-01-06,2\n")
     items = write(tmp_path / "products.tsv", "sku\tname\ttags\tmaker\tcolor\ns1\tRed pen\tpens|red\tPilot\tred\n"
                                              "s2\tBlue pen\tpens\tPilot\t\ns3\tPad\t\t\tyellow\n")
     ds = load(inter, format="csv", user_col="uid", item_col="sku", timestamp_col="when", rating_col="stars",
               items_path=str(items), item_id_col="sku", title_col="name", categories_col="tags", brand_col="maker")
-    assert seqs(ds) == {"u1": ["s1", "s2"], "u2": ["s1", "s3"]}
+    assert seqs(ds) == {"u1": ["s1", "s2", "s3", "s2"], "u2": ["s1", "s3"]}
     assert ds.source["options"]["timestamp_unit"] == "iso"
     inter_rows = ds.interactions.set_index(["user_id", "item_id"])
     assert inter_rows.loc[("u1", "s1"), "ts"] == 1609459200
@@ -291,57 +298,60 @@ def test_csv_with_mapping_item_file_and_iso_dates(tmp_path):
 
 def test_csv_defaults_milliseconds_and_no_item_file(tmp_path):
     path = write(tmp_path / "clicks.csv", "user_id,item_id,timestamp\na,x,1600000000500\na,y,1600000000400\n"
-                                          "b,x,1600000000100\nb,y,1600000000200\n")
+                                          "b,x,1600000000100\nb,y,1600000000200\na,x,1600000000600\n"
+                                          "a,y,1600000000700\n")
     ds = load(path)
     assert ds.source["format"] == "csv" and ds.source["options"]["timestamp_unit"] == "ms"
-    assert seqs(ds) == {"a": ["y", "x"], "b": ["x", "y"]}
+    assert seqs(ds) == {"a": ["y", "x", "x", "y"], "b": ["x", "y"]}
     assert ds.items.set_index("item_id")["title"].to_dict() == {"x": "Item x", "y": "Item y"}
 
 
 def test_parquet_typed_columns_and_folder_layout(tmp_path):
     folder = tmp_path / "shop"
     folder.mkdir()
-    pd.DataFrame({"user_id": [1, 1, 2, 2], "item_id": [10.0, 20.0, 20.0, 10.0],
-                  "timestamp": pd.to_datetime(["2020-01-02", "2020-01-01", "2020-01-01", "2020-01-03"]),
-                  "rating": [1.0, 2.0, 3.0, 4.0]}).to_parquet(folder / "interactions.parquet")
+    pd.DataFrame({"user_id": [1, 1, 2, 2, 1, 1], "item_id": [10.0, 20.0, 20.0, 10.0, 10.0, 20.0],
+                  "timestamp": pd.to_datetime(["2020-01-02", "2020-01-01", "2020-01-01", "2020-01-03",
+                                               "2020-01-04", "2020-01-05"]),
+                  "rating": [1.0, 2.0, 3.0, 4.0, 5.0, 1.0]}).to_parquet(folder / "interactions.parquet")
     pd.DataFrame({"item_id": [10, 20], "title": ["Ten", "Twenty"],
                   "categories": [["a", "b"], []]}).to_parquet(folder / "items.parquet")
     ds = load(folder)
-    assert seqs(ds) == {"1": ["20", "10"], "2": ["20", "10"]}
+    assert seqs(ds) == {"1": ["20", "10", "10", "20"], "2": ["20", "10"]}
     assert ds.interactions["ts"].min() == 1577836800
     assert ds.items.set_index("item_id").loc["10", "categories"] == ["a", "b"]
     assert [f["name"] for f in ds.source["files"]] == ["interactions.parquet", "items.parquet"]
 
 
 def test_tsv_delimiter_option(tmp_path):
-    path = write(tmp_path / "log.txt", "user_id;item_id\nu;a\nu;b\nu;c\n")
+    path = write(tmp_path / "log.txt", "user_id;item_id\nu;a\nu;b\nu;c\nu;d\n")
     ds = load(path, format="csv", delimiter=";")
-    assert seqs(ds) == {"u": ["a", "b", "c"]}
-    assert ds.interactions["split"].tolist() == ["train", "valid", "test"]
+    assert seqs(ds) == {"u": ["a", "b", "c", "d"]}
+    assert ds.interactions["split"].tolist() == ["train", "train", "valid", "test"]
 
 
 def test_source_column_named_line_survives(tmp_path):
-    (tmp_path / "log.csv").write_text("user_id,item_id,line\nu,a,1\nu,b,2\n")
+    (tmp_path / "log.csv").write_text("user_id,item_id,line\nu,a,1\nu,b,2\nu,a,3\nu,b,4\n")
     (tmp_path / "items.csv").write_text("item_id,title,line\na,A,Pro\nb,B,Basic\n")
     ds = load(tmp_path / "log.csv", items_path=str(tmp_path / "items.csv"))
     assert json.loads(ds.items.set_index("item_id").loc["a", "attributes"]) == {"line": "Pro"}
     ordered = load(tmp_path / "log.csv", timestamp_col="line")
-    assert ordered.interactions["ts"].tolist() == [1, 2]
+    assert ordered.interactions["ts"].tolist() == [1, 2, 3, 4]
 
 
 def test_headerless_csv_with_column_names(tmp_path):
     # Amazon's ratings_<Cat>.csv: user,item,rating,timestamp and no header line
     path = write(tmp_path / "ratings_Beauty.csv", "A1,0205616461,5.0,1369699200\nA1,0558925278,3.0,1355443200\n"
-                                                  "A2,0205616461,4.0,1404691200\n")
+                                                  "A2,0205616461,4.0,1404691200\nA1,0205616461,4.0,1370000000\n"
+                                                  "A1,0558925278,2.0,1400000000\n")
     ds = load(path, column_names="user_id,item_id,rating,timestamp")
-    assert ds.sequences() == {"A1": ["0558925278", "0205616461"], "A2": ["0205616461"]}
-    assert ds.interactions["rating"].tolist() == [3.0, 5.0, 4.0]
+    assert ds.sequences() == {"A1": ["0558925278", "0205616461", "0205616461", "0558925278"], "A2": ["0205616461"]}
+    assert ds.interactions["rating"].tolist() == [3.0, 5.0, 4.0, 2.0, 4.0]
     with pytest.raises(ConfigError):
         IngestConfig(dataset="x.csv", column_names="a,,b")
 
 
 def test_min_interactions_kcore(tmp_path):
-    lines = [f"{u}\t{i}\t5\t{u * 10 + i}" for u in (1, 2, 3) for i in (1, 2, 3)] + ["4\t1\t5\t1", "4\t5\t5\t2"]
+    lines = [f"{u}\t{i}\t5\t{u * 10 + i}" for u in (1, 2, 3) for i in (1, 2, 3, 4)] + ["4\t1\t5\t1", "4\t5\t5\t2"]
     ds = load(ml100k_folder(tmp_path, lines), min_interactions=3)
     assert sorted(ds.interactions["user_id"].unique()) == ["1", "2", "3"]
     assert ds.source["min_interactions"] == 3
@@ -394,7 +404,7 @@ def test_registry_names_and_missing_dataset_message(tmp_path):
 
 
 def test_registry_finds_unzipped_subfolder_and_flags_changed_files(tmp_path):
-    inner = ml100k_folder(tmp_path / "data" / "ml-100k", ["1\t1\t5\t1", "1\t2\t5\t2", "1\t3\t5\t3"])
+    inner = ml100k_folder(tmp_path / "data" / "ml-100k", ["1\t1\t5\t1", "1\t2\t5\t2", "1\t3\t5\t3", "1\t4\t5\t4"])
     assert inner == tmp_path / "data" / "ml-100k" / "ml"  # like ml-100k.zip unpacked into ml-100k/
     ds = load_dataset(IngestConfig(dataset="ml-100k", data_dir=str(tmp_path / "data"), progress=False))
     files = {f["name"]: f for f in ds.source["files"]}
@@ -426,7 +436,7 @@ def test_detect_format(tmp_path, ml100k_dir, office_dir, yelp_dir):
 def test_big_files_show_progress_and_small_ones_do_not(tmp_path, monkeypatch, capsys):
     import ingest.readers as readers
 
-    folder = ml100k_folder(tmp_path, ["1\t1\t5\t1", "1\t2\t5\t2", "1\t3\t5\t3"])
+    folder = ml100k_folder(tmp_path, ["1\t1\t5\t1", "1\t2\t5\t2", "1\t3\t5\t3", "1\t4\t5\t4"])
     load_dataset(IngestConfig(dataset=str(folder)))
     assert "u.data" not in capsys.readouterr().err
     monkeypatch.setattr(readers, "PROGRESS_MIN_BYTES", 0)  # every file counts as big

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from ingest import Dataset, IngestConfig, load_dataset
+from ingest.schema import clean_text
 
 
 def _load(path, **options) -> Dataset:
@@ -133,6 +134,29 @@ def test_yelp_counts_repeats_and_names(yelp):
     # sequence of user 2 is exactly its line in sequential_data.txt
     assert inter[inter["user_id"] == "2"]["item_id"].tolist() == ["57", "58", "59", "60", "61"]
     _check_splits(yelp)
+
+
+def test_title_rules_on_real_data(ml100k, office, yelp):
+    """What the title rules (issue 8) change on the real files: one Yelp title, nothing else.
+
+    No cleaner's trailing "." (7 of 2420 Office and 28 of 20033 Yelp titles end in ".", mostly
+    "Co."/"St."), no HTML tags ("&lt;= 30 in" in two Office titles is a comparison), no category
+    names except Yelp's "Noodles" (a category of 311 businesses; its own are Asian Fusion, ...).
+    """
+    assert ml100k.report.fixed == {} and office.report.fixed == {}
+    assert yelp.report.fixed == {"title_category": 1}
+    items = _items(yelp)
+    assert items.loc["4294", "raw_title"] == "Noodles"
+    assert items.loc["4294", "title"] == "Asian Fusion, Restaurants, Chinese, Dim Sum, Korean"
+    dotted = items[items["raw_title"].str.endswith(".")]
+    assert len(dotted) == 28 and (dotted["title"].str.replace(r" \(#\d+\)$", "", regex=True) == dotted["raw_title"]).all()
+    office_items = _items(office)
+    assert office_items["title"].str.contains("<= 30 in", regex=False).sum() == 2
+    # every other Office title is its raw text, unescaped: only empty and shared titles differ
+    cleaned = office_items["raw_title"].map(clean_text)
+    changed = office_items[office_items["title"] != cleaned]
+    suffixed = changed["title"] == cleaned[changed.index] + " (#" + changed.index + ")"
+    assert (suffixed | (changed["raw_title"] == "")).all() and (changed["raw_title"] == "").sum() == 3
 
 
 def test_yelp_is_fast(yelp_dir):
