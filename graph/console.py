@@ -7,10 +7,15 @@
     result = run_read_query(config, "MATCH (a:Item)-[r:NEXT]->(b:Item) RETURN a, r, b", row_limit=50)
     print(format_result(result.frame, "table"), result.truncated, len(result.nodes))
 
-Two lines of defence keep this read-only: `graph.readonly.check_read_only` refuses writing,
-administrative and file-touching statements before anything is opened, and the store is opened in the
-database's own read-only mode (Neo4j READ access mode, LadybugDB `read_only=True`), so a write that
-slipped past the filter is still refused by the database.
+Three independent checks keep this read-only:
+1. `graph.readonly.check_read_only`, a tokenizer that splits the text where the database does, refuses
+   writing, administrative and file-touching statements before anything is opened;
+2. `graph.readonly.check_plan` asks the database what it would run (EXPLAIN) and refuses any plan that
+   is not a plain read (LadybugDB: an allow-list of operators and table functions; Neo4j: query type
+   'r' and no LoadCSV). It runs second because LadybugDB's EXPLAIN is not free of effects: binding
+   `EXPORT DATABASE 'dir'` already creates `dir`, binding `LOAD FROM` opens the file;
+3. the store is opened in the database's own read-only mode (Neo4j READ access mode, LadybugDB
+   `read_only=True`), so a write that slipped past both is still refused by the database.
 
 Row limit: the query text is never rewritten (LadybugDB has no `CALL { }` subqueries, and a user's
 own LIMIT/UNION/ORDER BY must keep its meaning). At most `row_limit + 1` rows are fetched from the
@@ -27,6 +32,7 @@ are dropped. Every node and relationship found in the result is also listed in `
 
 from __future__ import annotations
 
+import decimal
 import io
 import json
 import math
@@ -39,7 +45,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from graph.errors import GraphError, ReadOnlyViolation
-from graph.readonly import check_read_only
+from graph.readonly import check_plan, check_read_only
 from graph.store import StoreConfig, open_store
 from ingest.errors import IirgError
 
@@ -93,6 +99,11 @@ def run_read_query(config: StoreConfig, query: str, params: dict | None = None, 
         if not store.read_only:
             # Never run ad-hoc text on a writable store, whatever open_store returned.
             raise GraphError(f"{type(store).__name__} did not open read-only; refusing to run the query")
+        # Second layer: the database's own plan, independent of the token guard above.
+        explain = getattr(store, "explain", None)
+        if explain is None:
+            raise GraphError(f"{type(store).__name__} cannot EXPLAIN a query; refusing to run ad-hoc Cypher on it")
+        check_plan(explain(query, params or {}))
         columns, rows, truncated = _fetch(store, query, params or {}, row_limit, timeout_s)
     rows = [tuple(_normalize(value) for value in row) for row in rows]
     nodes, relationships = collect_graph(rows)
@@ -360,6 +371,12 @@ def _jsonable(value: Any) -> Any:
         return None
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
+    if isinstance(value, decimal.Decimal):
+        # LadybugDB hands INT128 (e.g. sum() of INT64) and DECIMAL values over as Decimal. JSON numbers
+        # stay numbers: integers exactly (Python's json writes big ints), fractions as floats.
+        if not value.is_finite():
+            return None
+        return int(value) if value == value.to_integral_value() else float(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
     if hasattr(value, "tolist"):

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import ladybug
 import pandas as pd
 import pyarrow as pa
 
 from graph.errors import GraphError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from graph.readonly import QueryPlan
 
 
 class EmbeddedStore:
@@ -66,6 +69,17 @@ class EmbeddedStore:
         """At most `limit` rows (+1 to detect truncation), fetched without loading the whole result."""
         from graph.console import fetch_ladybug
         return fetch_ladybug(self._conn, query, params, limit=limit, timeout_s=timeout_s)
+
+    def explain(self, query: str, params: dict | None = None) -> "QueryPlan":
+        """What LadybugDB would run for `query`, from EXPLAIN (planned, not executed): the console's
+        second read-only check (graph.readonly.check_plan)."""
+        from graph.readonly import explain_statement, parse_ladybug_plan
+        result = self._execute(explain_statement(query, "ladybug"), params)
+        if isinstance(result, list):        # one result per statement
+            raise GraphError("the query holds several statements; run one at a time")
+        rows = result.get_all()
+        result.close()
+        return parse_ladybug_plan("\n".join(str(row[0]) for row in rows))
 
     def set_timeout(self, timeout_s: float | None) -> None:
         """Interrupt any later query that runs longer than this (None = no limit)."""

@@ -11,8 +11,9 @@ exists because that first line has holes: a read-only LadybugDB still runs `COPY
 setting) and `CHECKPOINT` (which leaves the read-only database in a panic state), and a READ session in
 Neo4j still runs `LOAD CSV` and admin procedures the user is allowed to call.
 
-How it works: the query is tokenized (string literals, backtick-quoted names, `$parameters`, `//` and
-`/* */` comments are single tokens and never match a keyword), so `WHERE i.title CONTAINS 'set'`, a
+How it works: the query is tokenized the way the database's own lexer splits it (see "tokenizer"
+below: `LIMIT 1LOAD` is `1` and `LOAD`, `$1SET` is `$1` and `SET`; string literals, backtick-quoted
+names, `$parameters`, `//` and `/* */` comments are single tokens and never match a keyword), so `WHERE i.title CONTAINS 'set'`, a
 property `i.created` or a label `:Delete` pass. A word right after `.`, `:` or `AS`, or right before
 `:` (a map key), is a name, not a keyword. Any other word that starts a writing or administrative
 clause is refused, naming the clause and where it is. A variable that happens to be called like such a
@@ -39,11 +40,15 @@ every plugin:
   (`CALL threads=4`).
 Function calls outside CALL are read-only in both databases, except Neo4j plugin functions that run
 Cypher or touch files or the server (`NEO4J_REFUSED_FUNCTION_NAMESPACES`, e.g. apoc.cypher.*).
+
+`check_plan` is an independent check on what the database itself plans for the statement (EXPLAIN):
+`graph.console.run_read_query` runs it after this guard, so a bug in one of them is not enough.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -147,45 +152,245 @@ class Token:
     offset: int
 
 
-_TOKEN_RE = re.compile(r"""
-    (?P<space>\s+)
-  | (?P<line_comment>//[^\n]*)
-  | (?P<block_comment>/\*.*?\*/)
-  | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
-  | (?P<name>`(?:[^`]|``)*`)
-  | (?P<param>\$(?:\w+|`(?:[^`]|``)*`))
-  | (?P<number>\d[\w.]*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)
-  | (?P<word>[^\W\d]\w*)
-  | (?P<punct>\S)
-""", re.VERBOSE | re.DOTALL)
+# -- tokenizer -------------------------------------------------------------------------------------
+#
+# The guard is only as good as its idea of where one token ends and the next begins: wherever it
+# glues two tokens that the database splits, a keyword can hide (`LIMIT 1LOAD FROM ...`, `$1SET`).
+# So the scanner below follows the lexers of both databases (LadybugDB/Kùzu: src/antlr4/Cypher.g4;
+# Neo4j: the Cypher lexer of @neo4j-cypher/language-support and the "Parsing" page of the Cypher
+# manual), and where they differ it takes the choice that shows the database's keywords:
+# - a word is a run of identifier characters that BOTH lexers accept (ASCII letters, digits and `_`;
+#   other letters, marks and digits only when Python also calls them identifier characters). Anything
+#   else ends the word: LadybugDB lets currency signs continue a name (`a$b`), Neo4j does not, so `$`
+#   and `€` split here.
+# - a number is LadybugDB's: `0` or a non-zero digit and digits, an optional `.digits` and an optional
+#   `e-?digits`. It never swallows letters: `1LOAD` is `1` and `LOAD` in LadybugDB (Neo4j rejects it
+#   as one malformed number), so the guard sees LOAD. `0xCSET`, `1_000`, `1e+5` split the same way.
+# - `$` starts a parameter only when a name, a backtick-quoted name or a decimal integer follows:
+#   `$1SET` is `$1` and SET (as in LadybugDB).
+# - strings: a backslash escapes the next character; a quote written twice is two strings (both
+#   databases). Backtick names: a backtick written twice is part of the name.
+# - comments: Neo4j ends `/* */` at the first `*/`; LadybugDB pairs a `*` with the character after it,
+#   so `/***/` is not closed there and `/* a **/ x /* */` is one comment. `//` runs to the end of the
+#   line in Neo4j; in LadybugDB it must end with \n, \r\n or the end of the query (a lone \r leaves
+#   `//` as two slashes). The scanner follows the dialect, and a comment that is not closed is refused.
+# - Neo4j resolves `\uXXXX` escapes anywhere in the query text (the Cypher manual's example is
+#   `M\u0041TCH (m) RETURN m`), so on Neo4j the query is checked twice: as written and with the
+#   escapes resolved; a refusal in either is final.
+# Whitespace is everything either lexer skips (Unicode Zs/Zl/Zp, \t\n\v\f\r, \x1c-\x1f, U+0085,
+# U+180E) and format characters (Cf, e.g. zero-width space): treating more characters as separators
+# only ever shows more keywords.
 
-_UNTERMINATED = {"'": "string literal", '"': "string literal", "`": "backtick-quoted name",
-                 "/*": "block comment"}
+_ASCII_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_EXTRA_SPACE = frozenset("\x1c\x1d\x1e\x1f\x85\u180e")
+_UNICODE_ESCAPE = re.compile(r"\\u+([0-9A-Fa-f]{4})")
 
 
-def tokenize(query: str) -> list[Token]:
-    """Significant tokens of a Cypher query (comments and whitespace dropped)."""
+def _is_space(char: str) -> bool:
+    if char.isspace() or char in _EXTRA_SPACE:
+        return True
+    return char > "\x7f" and unicodedata.category(char) in ("Zs", "Zl", "Zp", "Cf", "Cc")
+
+
+def _is_word_start(char: str) -> bool:
+    if char < "\x80":
+        return char in _ASCII_WORD and not char.isdigit()
+    return char.isidentifier() and unicodedata.category(char) in ("Lu", "Ll", "Lt", "Lm", "Lo", "Nl")
+
+
+def _is_word_part(char: str) -> bool:
+    if char < "\x80":
+        return char in _ASCII_WORD
+    return (("a" + char).isidentifier()
+            and unicodedata.category(char) in ("Lu", "Ll", "Lt", "Lm", "Lo", "Nl", "Mn", "Mc", "Nd", "Pc"))
+
+
+def _scan_word(query: str, pos: int) -> int:
+    end = pos + 1
+    while end < len(query) and _is_word_part(query[end]):
+        end += 1
+    return end
+
+
+def _scan_integer(query: str, pos: int) -> int:
+    """LadybugDB's DecimalInteger: `0`, or a non-zero digit and more digits (`01` is `0`, `1`)."""
+    if query[pos] == "0":
+        return pos + 1
+    end = pos + 1
+    while end < len(query) and "0" <= query[end] <= "9":
+        end += 1
+    return end
+
+
+def _scan_digits(query: str, pos: int) -> int:
+    while pos < len(query) and "0" <= query[pos] <= "9":
+        pos += 1
+    return pos
+
+
+def _scan_number(query: str, pos: int) -> int:
+    """The longest of LadybugDB's number tokens at pos: Digits* '.' Digits+ (then e-?Digits+),
+    Digits+ e-?Digits+, or a DecimalInteger."""
+    digits_end = _scan_digits(query, pos)               # == pos for `.5`
+    if query.startswith(".", digits_end) and digits_end + 1 < len(query) and "0" <= query[digits_end + 1] <= "9":
+        return _scan_exponent(query, _scan_digits(query, digits_end + 1))
+    exponent_end = _scan_exponent(query, digits_end)
+    return exponent_end if exponent_end > digits_end else _scan_integer(query, pos)
+
+
+def _scan_exponent(query: str, pos: int) -> int:
+    """`e-?digits` at pos (LadybugDB takes no `+`), or pos when there is none."""
+    if pos < len(query) and query[pos] in "eE":
+        start = pos + 1
+        if start < len(query) and query[start] == "-":
+            start += 1
+        end = _scan_digits(query, start)
+        if end > start:
+            return end
+    return pos
+
+
+def _scan_string(query: str, pos: int) -> int | None:
+    quote = query[pos]
+    end = pos + 1
+    while end < len(query):
+        char = query[end]
+        if char == "\\":
+            end += 2
+            continue
+        if char == quote:
+            return end + 1
+        end += 1
+    return None
+
+
+def _scan_backticks(query: str, pos: int) -> int | None:
+    end = pos
+    while end < len(query) and query[end] == "`":
+        close = query.find("`", end + 1)
+        if close < 0:
+            return None
+        end = close + 1
+    return end
+
+
+def _scan_block_comment(query: str, pos: int, dialect: Dialect) -> int | None:
+    if dialect == "neo4j":
+        close = query.find("*/", pos + 2)
+        return None if close < 0 else close + 2
+    # LadybugDB: '/*' ( ~'*' | '*' ~'/' )* '*/' -- a '*' that is not followed by '/' takes the next
+    # character with it, so a run of stars closes the comment only when its length is odd.
+    end = pos + 2
+    while end < len(query):
+        char = query[end]
+        if char != "*":
+            end += 1
+        elif end + 1 < len(query) and query[end + 1] == "/":
+            return end + 2
+        else:
+            end += 2
+    return None
+
+
+def _scan_line_comment(query: str, pos: int, dialect: Dialect) -> int | None:
+    end = pos + 2
+    while end < len(query) and query[end] not in "\r\n":
+        end += 1
+    if dialect == "neo4j" or end == len(query) or query[end] == "\n":
+        return end
+    # LadybugDB: '//' ~[\r\n]* '\r'? ( '\n' | EOF ). After a lone '\r' the two slashes are not a comment.
+    if end + 1 == len(query) or query[end + 1] == "\n":
+        return end + 1
+    return None
+
+
+def tokenize(query: str, dialect: Dialect = "ladybug") -> list[Token]:
+    """Significant tokens of a Cypher query (comments and whitespace dropped), split where the
+    database's lexer splits them (see the notes above). Raises ReadOnlyViolation when a string,
+    name or comment is not closed."""
     tokens: list[Token] = []
     pos = 0
-    while pos < len(query):
-        match = _TOKEN_RE.match(query, pos)
-        kind = match.lastgroup
-        text = match.group()
-        if kind == "punct" and (text in "'\"`" or query.startswith("/*", pos)):
-            # An opening quote or comment that the patterns above could not close.
-            what = _UNTERMINATED["/*" if text == "/" else text]
-            raise ReadOnlyViolation(f"cannot check the query: unterminated {what} at {_where(query, pos)}")
-        if kind not in ("space", "line_comment", "block_comment"):
-            tokens.append(Token(kind, text, pos))
-        pos = match.end()
+    length = len(query)
+    while pos < length:
+        char = query[pos]
+        nxt = query[pos + 1] if pos + 1 < length else ""
+        kind: str | None = None
+        end: int | None
+        if _is_space(char):
+            end = pos + 1
+        elif char == "/" and nxt == "*":
+            end = _scan_block_comment(query, pos, dialect)
+            if end is None:
+                raise ReadOnlyViolation(
+                    f"cannot check the query: unterminated block comment at {_where(query, pos)}")
+        elif char == "/" and nxt == "/":
+            end = _scan_line_comment(query, pos, dialect)
+            if end is None:
+                raise ReadOnlyViolation(
+                    f"cannot check the query: the // comment at {_where(query, pos)} ends in a lone "
+                    "carriage return (end it with a newline)")
+        elif char in "'\"":
+            kind, end = "string", _scan_string(query, pos)
+            if end is None:
+                raise ReadOnlyViolation(
+                    f"cannot check the query: unterminated string literal at {_where(query, pos)}")
+        elif char == "`":
+            kind, end = "name", _scan_backticks(query, pos)
+            if end is None:
+                raise ReadOnlyViolation(
+                    f"cannot check the query: unterminated backtick-quoted name at {_where(query, pos)}")
+        elif char == "$" and nxt == "`":
+            kind, end = "param", _scan_backticks(query, pos + 1)
+            if end is None:
+                raise ReadOnlyViolation(
+                    f"cannot check the query: unterminated backtick-quoted name at {_where(query, pos)}")
+        elif char == "$" and nxt and "0" <= nxt <= "9":
+            kind, end = "param", _scan_integer(query, pos + 1)
+        elif char == "$" and nxt and _is_word_start(nxt):
+            kind, end = "param", _scan_word(query, pos + 1)
+        elif "0" <= char <= "9" or (char == "." and nxt and "0" <= nxt <= "9"):
+            kind, end = "number", _scan_number(query, pos)
+        elif _is_word_start(char):
+            kind, end = "word", _scan_word(query, pos)
+        elif char == "." and nxt == ".":
+            kind, end = "punct", pos + 2
+        else:
+            kind, end = "punct", pos + 1
+        if kind is not None:
+            tokens.append(Token(kind, query[pos:end], pos))
+        pos = end
     return tokens
+
+
+def resolve_unicode_escapes(query: str) -> str:
+    """`\\uXXXX` -> the character, as Neo4j reads the query text (a backslash that is itself escaped,
+    `\\\\u0041`, stays as it is)."""
+    def replace(match: re.Match) -> str:
+        backslashes = match.start() - len(query[:match.start()].rstrip("\\"))
+        if backslashes % 2:
+            return match.group()
+        return chr(int(match.group(1), 16))
+
+    return _UNICODE_ESCAPE.sub(replace, query)
 
 
 def check_read_only(query: str, dialect: Dialect) -> None:
     """Raise ReadOnlyViolation if `query` could write, administer, or reach files; else return None."""
     if dialect not in ("ladybug", "neo4j"):
         raise ValueError(f"unknown dialect {dialect!r} (expected 'ladybug' or 'neo4j')")
-    tokens = tokenize(query)
+    _check_tokens(query, dialect)
+    if dialect == "neo4j":
+        resolved = resolve_unicode_escapes(query)
+        if resolved != query:
+            try:
+                _check_tokens(resolved, dialect)
+            except ReadOnlyViolation as e:
+                raise ReadOnlyViolation(f"{e} (in the query with its \\u escapes resolved, as Neo4j "
+                                        f"reads it: {resolved!r})") from None
+
+
+def _check_tokens(query: str, dialect: Dialect) -> None:
+    tokens = tokenize(query, dialect)
     if not tokens:
         raise ReadOnlyViolation("the query is empty")
     for i, token in enumerate(tokens):
@@ -214,6 +419,89 @@ def check_read_only(query: str, dialect: Dialect) -> None:
             _check_show(query, tokens, i)
         if word == "CALL":
             _check_call(query, tokens, i, dialect)
+
+
+# -- the second layer: the database's own plan ------------------------------------------------------
+#
+# The token guard above is one piece of code; one bug in it would be enough to reach the files or the
+# server. So before a query runs, the console also asks the database what the statement is (EXPLAIN:
+# planned, never executed) and refuses anything but a plain read:
+# - LadybugDB: every physical operator of the plan must be on LADYBUG_READ_OPERATORS, and every table
+#   function it calls on LADYBUG_READ_TABLE_FUNCTIONS (plus the internal READ_FTABLE, which scans the
+#   query's own intermediate results). COPY_TO, EXPORT_DATABASE, STANDALONE_CALL, ATTACH_DATABASE,
+#   the writers and the file readers behind LOAD FROM (READ_CSV..., READ_PARQUET...) are not.
+# - Neo4j: the summary's query type must be 'r' (read only), and the plan must hold no LoadCSV
+#   operator (LOAD CSV reads files and URLs yet counts as a read).
+# Names that are not on the lists are refused: a new operator is added here after checking it reads.
+
+LADYBUG_READ_OPERATORS = frozenset({
+    "AGGREGATE", "AGGREGATE_FINALIZE", "AGGREGATE_SCAN", "COUNT_REL_TABLE", "CROSS_PRODUCT", "DUMMY_SINK",
+    "DUMMY_SIMPLE_SINK", "EMPTY_RESULT", "FILTER", "FLATTEN", "HASH_JOIN_BUILD", "HASH_JOIN_PROBE",
+    "INTERSECT", "INTERSECT_BUILD", "LIMIT", "MULTIPLICITY_REDUCER", "PATH_PROPERTY_PROBE",
+    "PRIMARY_KEY_SCAN_NODE_TABLE", "PROJECTION", "QUERY_PRIMARY_KEY_LOOKUP", "RECURSIVE_EXTEND",
+    "RESULT_COLLECTOR", "SCAN_NODE_TABLE", "SCAN_REL_TABLE", "SEMI_MASKER", "SKIP", "TABLE_FUNCTION_CALL",
+    "TOP_K", "TOP_K_SCAN", "ORDER_BY", "ORDER_BY_MERGE", "ORDER_BY_SCAN", "UNION_ALL_SCAN", "UNWIND",
+})
+LADYBUG_INTERNAL_READ_FUNCTIONS = frozenset({"read_ftable"})
+NEO4J_REFUSED_OPERATORS = frozenset({"loadcsv"})
+
+# "SCAN_NODE_TABLE[0]" / "Function: SHOW_TABLES" in LadybugDB's EXPLAIN output (a drawn plan: boxes,
+# one per operator). Text from the query itself can only add matches, i.e. refusals, never hide one.
+_LADYBUG_PLAN_OPERATOR = re.compile(r"([A-Z][A-Z0-9_]*)\[(\d+)\]")
+_LADYBUG_PLAN_FUNCTION = re.compile(r"Function: ([A-Za-z0-9_]+)")
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """What the database says a statement is, from EXPLAIN (see `check_plan`)."""
+
+    dialect: Dialect
+    operators: tuple[str, ...]          # physical operator names (Neo4j: without "@neo4j")
+    functions: tuple[str, ...] = ()     # LadybugDB: table functions the plan calls
+    query_type: str | None = None       # Neo4j: 'r', 'rw', 'w' or 's'
+
+
+def explain_statement(query: str, dialect: Dialect) -> str:
+    """`EXPLAIN <query>`; a leading EXPLAIN or PROFILE of the query itself is replaced, not doubled."""
+    tokens = tokenize(query, dialect)
+    if tokens and tokens[0].kind == "word" and tokens[0].text.upper() in ("EXPLAIN", "PROFILE"):
+        first = tokens[0]
+        return query[:first.offset] + "EXPLAIN" + query[first.offset + len(first.text):]
+    return "EXPLAIN " + query
+
+
+def parse_ladybug_plan(text: str) -> QueryPlan:
+    """LadybugDB's EXPLAIN output (one string, a drawn plan) -> QueryPlan."""
+    return QueryPlan("ladybug", operators=tuple(name for name, _ in _LADYBUG_PLAN_OPERATOR.findall(text)),
+                     functions=tuple(_LADYBUG_PLAN_FUNCTION.findall(text)))
+
+
+def check_plan(plan: QueryPlan) -> None:
+    """Raise ReadOnlyViolation unless the database's plan is a plain read (the second layer)."""
+    if plan.dialect == "neo4j":
+        if plan.query_type != "r":
+            kinds = {"rw": "read-write", "w": "write", "s": "schema"}
+            _refuse_plan(f"Neo4j plans it as a {kinds.get(plan.query_type, repr(plan.query_type))} query")
+        for name in plan.operators:
+            if name.split("@")[0].lower() in NEO4J_REFUSED_OPERATORS:
+                _refuse_plan(f"its plan holds {name.split('@')[0]}, which reads files or URLs")
+        return
+    if "RESULT_COLLECTOR" not in plan.operators:
+        _refuse_plan("its LadybugDB plan could not be read (no RESULT_COLLECTOR operator)")
+    for name in plan.operators:
+        if name not in LADYBUG_READ_OPERATORS:
+            _refuse_plan(f"its LadybugDB plan holds the operator {name}, which is not on the read-only "
+                         "list (graph.readonly.LADYBUG_READ_OPERATORS)")
+    if plan.operators.count("TABLE_FUNCTION_CALL") > len(plan.functions):
+        _refuse_plan("its LadybugDB plan calls a table function whose name could not be read")
+    for name in plan.functions:
+        if name.lower() not in LADYBUG_READ_TABLE_FUNCTIONS | LADYBUG_INTERNAL_READ_FUNCTIONS:
+            _refuse_plan(f"its LadybugDB plan calls the table function {name}, which is not on the "
+                         "read-only list (graph.readonly.LADYBUG_READ_TABLE_FUNCTIONS)")
+
+
+def _refuse_plan(reason: str) -> None:
+    raise ReadOnlyViolation(f"refused by the database's plan: {reason}. Only read queries run here.")
 
 
 # -- helpers -------------------------------------------------------------------------------------

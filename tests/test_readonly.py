@@ -408,3 +408,123 @@ def test_iirg_cypher_command(tmp_path, capsys):
     assert cli.main(["cypher", "--run", str(run), "MATCH (i:Item) DETACH DELETE i"]) == 2
     assert "refused DETACH DELETE" in capsys.readouterr().err
     assert snapshot(config)[:2] == (5, 4)
+
+
+# -- token boundaries: split where the database splits ---------------------------------------------
+
+GLUED = [
+    # (query, dialects): each hides a refused keyword from a tokenizer that splits differently
+    ("UNWIND [1] AS x WITH x LIMIT 1LOAD FROM '/etc/passwd' (file_format='csv', header=false, delim=':') "
+     "RETURN *", BOTH),
+    ("MATCH (i:Item) WITH i LIMIT 1SET i.title = 'x'", BOTH),
+    ("UNWIND [1] AS x WITH x LIMIT 1CREATE (:Item {id: 'x'})", BOTH),
+    ("MATCH (i:Item) WITH i LIMIT $1SET i.title = 'x'", BOTH),
+    ("MATCH (i:Item) WITH i LIMIT 1.5e3SET i.title = 'x'", BOTH),
+    ("RETURN 1 AS x // comment\rCOPY (MATCH (i:Item) RETURN i.id) TO '/tmp/x.csv'", ("ladybug",)),
+    ("RETURN 1 /***/ AS x", ("ladybug",)),                        # not closed in LadybugDB
+    ("MATCH (i:Item) WITH i LIMIT 1\u3000SET i.title = 'x'", BOTH),
+    ("MATCH (i:Item) WITH i LIMIT 1\u180eSET i.title = 'x'", BOTH),
+    ("L\\u004FAD CSV FROM 'file:///etc/passwd' AS row RETURN row", ("neo4j",)),
+    ("RETURN '\\u0027' LOAD CSV FROM 'file:///etc/passwd' AS r RETURN r //'", ("neo4j",)),
+]
+
+
+@pytest.mark.parametrize("query,dialects", GLUED, ids=[q[:48] for q, _ in GLUED])
+def test_guard_splits_tokens_like_the_database(query, dialects):
+    for dialect in dialects:
+        with pytest.raises(ReadOnlyViolation):
+            check_read_only(query, dialect)
+
+
+def test_tokenizer_follows_ladybug_number_and_parameter_rules():
+    assert [t.text for t in tokenize("1LOAD $1SET 01.5e-3x 1..5 $`a b` a$b")] == [
+        "1", "LOAD", "$1", "SET", "01.5e-3", "x", "1", "..", "5", "$`a b`", "a", "$b"]
+
+
+# -- the second layer: the database's plan, without the guard --------------------------------------
+
+@pytest.mark.parametrize("query", [
+    "LOAD FROM '{dir}/c.csv' (header=false) RETURN *",
+    "COPY (MATCH (i:Item) RETURN i.id) TO '{dir}/out.csv'",
+    "CALL threads=1",
+    "CHECKPOINT",
+    "CALL project_graph('g', ['Item'], ['NEXT'])",
+    "BEGIN TRANSACTION",
+])
+def test_plan_check_refuses_without_the_guard(ladybug_config, tmp_path, query):
+    """One bug in the token guard must not be enough: EXPLAIN's plan alone refuses these."""
+    from graph.readonly import check_plan
+    (tmp_path / "c.csv").write_text("secret\n")
+    with open_store(ladybug_config, read_only=True) as store:
+        with pytest.raises(GraphError):
+            check_plan(store.explain(query.format(dir=tmp_path)))
+    assert not (tmp_path / "out.csv").exists()
+
+
+PLANNED_READS = [
+    TITLES_QUERY, COUNT_QUERY,
+    "MATCH (i:Item) WHERE i.title CONTAINS 'set' RETURN i.title AS title",
+    "MATCH (i:Item) // DETACH DELETE i\nRETURN count(i) AS n",
+    "MATCH (u:User)-[r:INTERACTED]->(i:Item) WHERE r.pos = $pos RETURN u.id AS user_id, count(*) AS n "
+    "ORDER BY n DESC LIMIT 10",
+    "MATCH p = (a:Item {id: '1'})-[:NEXT*1..2]->(b:Item) RETURN p LIMIT 5",
+    "MATCH p = (a:Item {id: '1'})-[:NEXT* SHORTEST 1..4]->(b:Item {id: '3'}) RETURN p",
+    "MATCH (i:Item) WHERE i.title STARTS WITH 'H' RETURN i.title AS t UNION "
+    "MATCH (i:Item) WHERE i.title ENDS WITH 'o' RETURN i.title AS t",
+    "MATCH (i:Item) RETURN i.id AS id ORDER BY id SKIP 1 LIMIT 1",
+    "MATCH (i:Item) WHERE EXISTS { MATCH (i)-[:NEXT]->() } RETURN count(*) AS n",
+    "UNWIND [1, 2] AS x RETURN DISTINCT x",
+    "CALL show_tables() RETURN *", "CALL table_info('Item') RETURN *", "PROFILE MATCH (i:Item) RETURN count(*) AS n",
+]
+
+
+@pytest.mark.parametrize("query", PLANNED_READS, ids=[q[:48] for q in PLANNED_READS])
+def test_plan_check_accepts_reads(ladybug_config, query):
+    from graph.readonly import check_plan
+    with open_store(ladybug_config, read_only=True) as store:
+        check_plan(store.explain(query, {"pos": 0} if "$pos" in query else {}))
+    run_read_query(ladybug_config, query, {"pos": 0} if "$pos" in query else {})
+
+
+def test_neo4j_plan_check_wants_a_read_query_without_load_csv():
+    from graph.readonly import QueryPlan, check_plan
+    check_plan(QueryPlan("neo4j", operators=("ProduceResults@neo4j", "AllNodesScan@neo4j"), query_type="r"))
+    for plan in (QueryPlan("neo4j", operators=("ProduceResults@neo4j",), query_type="rw"),
+                 QueryPlan("neo4j", operators=("ProduceResults@neo4j",), query_type="s"),
+                 QueryPlan("neo4j", operators=("ProduceResults@neo4j", "LoadCSV@neo4j"), query_type="r")):
+        with pytest.raises(ReadOnlyViolation, match="plan"):
+            check_plan(plan)
+
+
+def test_explain_statement_does_not_double_explain():
+    from graph.readonly import explain_statement
+    assert explain_statement("MATCH (n) RETURN n", "neo4j") == "EXPLAIN MATCH (n) RETURN n"
+    assert explain_statement("/* c */ profile MATCH (n) RETURN n", "ladybug") == "/* c */ EXPLAIN MATCH (n) RETURN n"
+
+
+# -- JSON numbers and URI passwords ----------------------------------------------------------------
+
+def test_json_output_keeps_128_bit_integers_as_numbers(ladybug_config):
+    import json
+
+    from graph.console import format_result
+    result = run_read_query(ladybug_config, "MATCH ()-[r:NEXT]->() RETURN sum(r.count) AS total, "
+                                            "CAST(170141183460469231731687303715884105727 AS INT128) AS big, "
+                                            "CAST(1.25 AS DECIMAL(5, 2)) AS d")
+    assert json.loads(format_result(result.frame, "json")) == [
+        {"total": 3, "big": 170141183460469231731687303715884105727, "d": 1.25}]
+
+
+def test_uri_passwords_are_redacted_everywhere(tmp_path, capsys):
+    import cli
+    from graph.neo4j_store import Neo4jStore, redact_uri
+    assert redact_uri("bolt://eve:s3cret@db:7687") == "bolt://eve:***@db:7687"
+    assert redact_uri("at 'neo4j+s://eve:p@ss@db' and bolt://db:7687") == "at 'neo4j+s://eve:***@db' and bolt://db:7687"
+    with pytest.raises(StoreUnavailable) as refused:
+        Neo4jStore.connect(StoreConfig(backend="neo4j", uri="bolt://eve:s3cret@127.0.0.1:1", password="x"))
+    assert "s3cret" not in str(refused.value) and "eve:***@" in str(refused.value)
+    # The CLI moves URI credentials into user/password: nothing it prints holds the password.
+    code = cli.main(["cypher", "--run", str(tmp_path / "run"), "--neo4j", "bolt://eve:s3cret@127.0.0.1:1",
+                     "RETURN 1 AS x"])
+    err = capsys.readouterr().err
+    assert code == 2 and "s3cret" not in err and "127.0.0.1:1" in err, err
