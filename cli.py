@@ -50,11 +50,16 @@ def _common_parsers() -> dict[str, argparse.ArgumentParser]:
 
 def store_config(args: argparse.Namespace, run: RunPaths | None) -> StoreConfig | None:
     if getattr(args, "neo4j", None):
-        password = args.neo4j_password or os.environ.get("NEO4J_PASSWORD")
+        from graph.neo4j_store import split_uri_credentials
+
+        # Credentials written into the URI (bolt://user:pw@host) move to the user and password fields,
+        # so the URI that gets printed, saved in config.json or handed to the dashboard has none.
+        uri, uri_user, uri_password = split_uri_credentials(args.neo4j)
+        password = args.neo4j_password or uri_password or os.environ.get("NEO4J_PASSWORD")
         if not password:
             raise IirgError("Neo4j needs a password: pass --neo4j-password or set NEO4J_PASSWORD")
-        return StoreConfig(backend="neo4j", uri=args.neo4j,
-                           user=args.neo4j_user or os.environ.get("NEO4J_USER", "neo4j"),
+        return StoreConfig(backend="neo4j", uri=uri,
+                           user=args.neo4j_user or uri_user or os.environ.get("NEO4J_USER", "neo4j"),
                            password=password, database=args.neo4j_database)
     if run is None:
         return None
@@ -83,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         ctx = Context(run=run, store=store_config(args, run), env=dict(os.environ))
         return int(args.handler(args, ctx) or 0)
     except IirgError as error:
-        print(f"iirg {args.command}: error: {error}", file=sys.stderr)
+        from graph.neo4j_store import redact_uri
+        print(f"iirg {args.command}: error: {redact_uri(error)}", file=sys.stderr)   # no URI passwords
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -31,8 +31,10 @@ server's code and message; the driver's exception is always chained.
 from __future__ import annotations
 
 import itertools
+import re
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
+from urllib.parse import unquote
 
 import neo4j
 import pandas as pd
@@ -40,6 +42,7 @@ from neo4j import exceptions as neo4j_errors
 from neo4j.graph import Node, Path, Relationship
 
 from graph.errors import GraphError, ReadOnlyViolation, StoreUnavailable
+from graph.readonly import QueryPlan, explain_statement
 from graph.store import StoreConfig
 
 # Server error codes that mean "this session may not write".
@@ -49,7 +52,35 @@ _TIMEOUT_CODE_PART = "TransactionTimedOut"
 _MISSING_DATABASE_CODE = "Neo.ClientError.Database.DatabaseNotFound"
 # Sent by connect() to check that the configured database exists (linted by tests/test_cypher_lint.py).
 DATABASE_CHECK_QUERY_NEO4J = "RETURN 1 AS ok"
+# The shape of what explain() sends: the user's statement behind EXPLAIN (linted as an example).
+EXPLAIN_EXAMPLE_QUERY_NEO4J = "EXPLAIN MATCH (i:Item) WHERE i.id = $item_id RETURN i.title AS title"
 _BOLT_SCHEMES = frozenset({"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"})
+# `scheme://userinfo@` in any text; greedy up to the last '@' of the authority, so a password that
+# itself holds '@' is hidden whole.
+_URI_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s'\"]*)@")
+
+
+def redact_uri(text: str) -> str:
+    """Hide passwords written into URIs: `bolt://neo4j:secret@host:7687` -> `bolt://neo4j:***@host:7687`.
+
+    Works on a bare URI or on any message that quotes one (the driver's errors repeat the URI)."""
+    def hide(match: re.Match) -> str:
+        user, colon, _ = match.group("userinfo").partition(":")
+        return f"{match.group('scheme')}{user}{':***' if colon else ''}@"
+
+    return _URI_USERINFO.sub(hide, str(text))
+
+
+def split_uri_credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """`bolt://user:pw@host:7687` -> ("bolt://host:7687", "user", "pw"); (uri, None, None) without userinfo.
+
+    The driver refuses credentials inside a bolt:// URI, and a URI is printed in messages and saved in
+    run folders: cli.py moves them into the store's user and password fields."""
+    match = _URI_USERINFO.match(uri)
+    if not match:
+        return uri, None, None
+    user, colon, password = (unquote(part) for part in match.group("userinfo").partition(":"))
+    return match.group("scheme") + uri[match.end():], user or None, password if colon else None
 
 
 class Neo4jStore:
@@ -63,7 +94,7 @@ class Neo4jStore:
         self.database = database
         self.read_only = read_only
         self.owns_driver = owns_driver
-        self.uri = uri or "the configured Neo4j server"
+        self.uri = redact_uri(uri) if uri else "the configured Neo4j server"   # only ever shown
         self._closed = False
 
     # -- opening and closing ----------------------------------------------------------------------
@@ -78,17 +109,21 @@ class Neo4jStore:
         """
         if config.backend != "neo4j":
             raise ValueError(f"Neo4jStore needs a neo4j StoreConfig, got backend {config.backend!r}")
+        shown = redact_uri(config.uri)          # never put a password from the URI in a message
         scheme = config.uri.split("://", 1)[0].lower() if "://" in config.uri else ""
         if scheme not in _BOLT_SCHEMES:
-            raise StoreUnavailable(f"invalid Neo4j URI {config.uri!r}: use bolt://host:7687 or neo4j://host:7687 "
+            raise StoreUnavailable(f"invalid Neo4j URI {shown!r}: use bolt://host:7687 or neo4j://host:7687 "
                                    f"(schemes: {', '.join(sorted(_BOLT_SCHEMES))})")
+        if split_uri_credentials(config.uri)[1:] != (None, None):
+            raise StoreUnavailable(f"invalid Neo4j URI {shown!r}: put the user and password in --neo4j-user / "
+                                   "--neo4j-password (or NEO4J_USER / NEO4J_PASSWORD), not in the URI")
         auth = (config.user or "neo4j", config.password or "")
         try:
             driver = neo4j.GraphDatabase.driver(
                 config.uri, auth=auth, connection_timeout=connection_timeout,
                 max_transaction_retry_time=max_transaction_retry_time)
         except (neo4j_errors.ConfigurationError, ValueError) as e:
-            raise StoreUnavailable(f"invalid Neo4j URI {config.uri!r}: {e} "
+            raise StoreUnavailable(f"invalid Neo4j URI {shown!r}: {redact_uri(e)} "
                                    f"(expected bolt://host:7687 or neo4j://host:7687)") from e
         store = cls(driver, database=config.database, read_only=read_only, owns_driver=True, uri=config.uri)
         try:
@@ -148,6 +183,17 @@ class Neo4jStore:
         keys, rows = self._execute(work, timeout_s, write=not self.read_only, fetch_size=limit + 1,
                                    action="running the query")
         return keys, rows[:limit], len(rows) > limit
+
+    def explain(self, query: str, params: dict | None = None) -> QueryPlan:
+        """What Neo4j would run for `query`, from EXPLAIN (planned, not executed): the summary's query
+        type and the plan's operators, for the console's second read-only check
+        (graph.readonly.check_plan). Sent as `EXPLAIN <query>` (see EXPLAIN_EXAMPLE_QUERY_NEO4J)."""
+        def work(tx: neo4j.ManagedTransaction):
+            summary = tx.run(explain_statement(query, "neo4j"), params or {}).consume()
+            return summary.query_type, _plan_operators(summary.plan)
+
+        query_type, operators = self._execute(work, None, write=False, action="explaining the query")
+        return QueryPlan("neo4j", operators=tuple(operators), query_type=query_type)
 
     def write_batch(self, query: str, rows: Iterable[dict], batch_size: int = 5000) -> int:
         """Run `UNWIND $rows AS row ...` over rows in batches of `batch_size`, one transaction each.
@@ -246,7 +292,7 @@ class Neo4jStore:
                               neo4j_errors.DatabaseUnavailable, neo4j_errors.ConnectionAcquisitionTimeoutError)):
             return StoreUnavailable(f"cannot reach Neo4j while {action}: {_message(error)}. {check}")
         if isinstance(error, neo4j_errors.ConfigurationError):
-            return StoreUnavailable(f"invalid Neo4j connection settings for {self.uri}: {error}")
+            return StoreUnavailable(f"invalid Neo4j connection settings for {self.uri}: {redact_uri(error)}")
         code = getattr(error, "code", None) or ""
         if (code in _READ_ONLY_CODES or isinstance(error, neo4j_errors.ForbiddenOnReadOnlyDatabase)
                 or "read access mode" in _message(error)):
@@ -258,7 +304,7 @@ class Neo4jStore:
             return StoreUnavailable(f"Neo4j at {self.uri} has no database {self.database!r}: {_message(error)}")
         if isinstance(error, neo4j_errors.Neo4jError):
             return GraphError(f"Neo4j error while {action} ({code or type(error).__name__}): {_message(error)}")
-        return GraphError(f"Neo4j driver error while {action}: {error}")
+        return GraphError(f"Neo4j driver error while {action}: {redact_uri(error)}")
 
 
 class Neo4jTransaction:
@@ -306,8 +352,18 @@ def _batches(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield batch
 
 
+def _plan_operators(plan: dict | None) -> list[str]:
+    """Every operator type in a plan tree from the driver's summary (`{"operatorType", "children"}`)."""
+    if not plan:
+        return []
+    names = [str(plan.get("operatorType", plan.get("operator_type", "")))]
+    for child in plan.get("children", ()) or ():
+        names.extend(_plan_operators(child))
+    return names
+
+
 def _message(error: Exception) -> str:
-    return getattr(error, "message", None) or str(error)
+    return redact_uri(getattr(error, "message", None) or str(error))
 
 
 def _plain(value: Any) -> Any:

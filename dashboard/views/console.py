@@ -18,13 +18,14 @@ from dashboard.drawing import legend_for, result_dot
 from graph.console import run_read_query
 from graph.dashboard_queries import CONSOLE_EXAMPLES
 from graph.errors import ReadOnlyViolation, StoreUnavailable
+from graph.neo4j_store import redact_uri
 from ingest.errors import IirgError
 
 ctx = cache.context(require_graph=False)
 config = ctx.settings.store
 dialect = "neo4j" if config.backend == "neo4j" else "ladybug"
 st.title("Cypher console")
-st.caption(f"Read-only Cypher on {config.describe()} ({'Neo4j' if dialect == 'neo4j' else 'LadybugDB'} "
+st.caption(f"Read-only Cypher on {redact_uri(config.describe())} ({'Neo4j' if dialect == 'neo4j' else 'LadybugDB'} "
            "dialect). Writes, schema changes, file access and admin commands are refused. Values go in "
            "as `$parameters` (a JSON object).")
 
@@ -64,11 +65,11 @@ if run_clicked:
             st.session_state["console_result"] = run_read_query(config, query, params, row_limit=int(row_limit),
                                                                 timeout_s=float(timeout))
         except ReadOnlyViolation as e:
-            st.session_state["console_error"] = ("refused", str(e))
+            st.session_state["console_error"] = ("refused", redact_uri(e))
         except StoreUnavailable as e:
-            st.session_state["console_error"] = ("unavailable", str(e))
+            st.session_state["console_error"] = ("unavailable", redact_uri(e))
         except IirgError as e:   # GraphError: syntax errors, unknown labels, timeouts
-            st.session_state["console_error"] = ("error", str(e))
+            st.session_state["console_error"] = ("error", redact_uri(e))
 
 error = st.session_state.get("console_error")
 if error:
