@@ -319,7 +319,8 @@ def build_run(run: "RunPaths", dataset: Dataset, store_config: "StoreConfig", co
     Under the run's lock (a second build waits, or raises RunBusy with wait=False), every new part
     is written into a staging folder inside the run (graph.rundir) and committed at the end: a build
     that fails or is killed leaves the run exactly as it was. The dataset is staged only when it
-    is new (`ingest_config` given) or differs from the run's (by checksum); `ingest_config` is recorded as config.json's "ingest".
+    is new (`ingest_config` given) or differs from the run's (by checksum); `ingest_config` is
+    recorded as config.json's "ingest".
     On Neo4j the graph loads in one transaction that commits just before the run's own commit (a
     crash between the two is the one window where the server is newer than the run folder).
 

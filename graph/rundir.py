@@ -167,7 +167,10 @@ class RunPaths:
         try:
             yield stage
         finally:
-            shutil.rmtree(stage.dir, ignore_errors=True)
+            # Once the journal names the folder, its parts belong to the commit: an exception in the
+            # middle of the swaps (Ctrl-C) leaves them for the roll-forward instead of deleting them.
+            if not (self.root / JOURNAL_FILE).exists():
+                shutil.rmtree(stage.dir, ignore_errors=True)
 
 
 class RunBusy(GraphError):
@@ -196,7 +199,12 @@ class Staging:
             _roll_forward(root)
             if config is not None:
                 _write_json(self.path(self.run.config), _merged_config(self.run.config, config))
-            for name in self.parts:
+            for name, target in self.parts.items():
+                # A rename across file systems fails, and must not fail after the commit point.
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if os.stat(target.parent).st_dev != os.stat(self.dir).st_dev:
+                    raise GraphError(f"{target} is on another file system than the run {root}: "
+                                     "keep the store inside (or beside) the run folder")
                 _fsync_tree(self.dir / "new" / name)
             journal = {"staging": self.dir.name,
                        "parts": [[name, os.path.relpath(target, root)] for name, target in self.parts.items()]}
