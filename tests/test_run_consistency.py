@@ -110,26 +110,29 @@ def test_kill_9_during_rebuild_keeps_the_previous_run(tmp_path, ml_slice):
     duration = time.perf_counter() - start
     assert first.returncode == 0, first.stderr
     state, hashes, outcomes = "A", {"A": _run_hash(root)}, []
-    for seed in range(6):
+    for seed in range(8):
         rng = random.Random(seed)
         target = "B" if state == "A" else "A"
         proc = _iirg(*_build_args(ml_slice, root, target), stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 1.1 * duration))
+        # Python's imports take the first part of a build; its writes come in the later part.
+        time.sleep(rng.uniform(0.35, 1.0) * duration)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        left = [name for name in _temp_folders(root) if name.startswith(".build.")]
         RunPaths.of(root)  # the next open rolls an interrupted commit forward
         now = _run_hash(root)
         if now == hashes[state]:
-            outcomes.append(f"seed {seed}: killed before the commit, run unchanged")
+            outcomes.append(f"seed {seed}: killed before the commit, run unchanged, staging left: {left}")
         else:
             assert _variant_of(root) == target, f"seed {seed}: the run changed but is not the new build"
             state = target
             hashes[state] = _run_hash(root)
-            outcomes.append(f"seed {seed}: killed after the commit point, run = new build")
+            outcomes.append(f"seed {seed}: killed after the commit point (or done), run = new build")
         assert _variant_of(root) == state, outcomes
     print("\n".join(outcomes))
-    assert any("unchanged" in o for o in outcomes), outcomes  # the kills did land inside builds
+    # Some kills landed inside a build's writes (a staging folder was left), not only in its imports.
+    assert any("unchanged" in o and "left: []" not in o for o in outcomes), outcomes
 
     target = "B" if state == "A" else "A"
     last = _iirg(*_build_args(ml_slice, root, target))
