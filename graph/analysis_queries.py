@@ -1,7 +1,7 @@
-"""Cypher of the memorization analysis (issue 3): segments on User nodes, RECOMMENDED edges.
+"""Cypher of the memorization analysis: segments on User nodes, RECOMMENDED edges, semantic IDs.
 
-Written by `train.segments.write_segments` (iirg analyze) and `train.evaluate.record_model`
-(iirg baseline / LLM evaluation); read by the dashboard and `iirg cypher`. Values are always
+Written by `train.segments.write_segments` (iirg analyze), `train.evaluate.record_model`
+(iirg baseline / LLM evaluation) and `train.sid.make_sids` (iirg sid); read by the dashboard and `iirg cypher`. Values are always
 $params, writes are `UNWIND $rows AS row`. Shared text is `*_QUERY`; where LadybugDB and Neo4j differ
 the two variants are `*_QUERY_LADYBUG` / `*_QUERY_NEO4J`, picked by `queries_for(dialect)`.
 
@@ -83,6 +83,27 @@ ORDER BY model, split
 """
 
 
+# -- semantic IDs (iirg sid) ------------------------------------------------------------------------
+ITEM_EMBEDDINGS_QUERY = """
+MATCH (i:Item)
+RETURN i.id AS item_id, i.embedding AS embedding
+"""
+
+# LadybugDB has a fixed schema: the SID properties are added to a graph built before `iirg sid`.
+# Neo4j needs no DDL for a new property; an index makes prefix look-ups (STARTS WITH) fast.
+ADD_ITEM_SID_PROPERTIES_LADYBUG = [
+    "ALTER TABLE Item ADD IF NOT EXISTS sid STRING",
+    "ALTER TABLE Item ADD IF NOT EXISTS sid_codes INT64[]",
+]
+ITEM_SID_INDEX_QUERY_NEO4J = "CREATE INDEX item_sid IF NOT EXISTS FOR (i:Item) ON (i.sid)"
+
+SET_ITEM_SIDS_QUERY = """
+UNWIND $rows AS row
+MATCH (i:Item {id: row.item_id})
+SET i.sid = row.sid, i.sid_codes = row.sid_codes
+"""
+
+
 @dataclass(frozen=True)
 class AnalysisQueries:
     CLEAR_USER_SEGMENTS: str
@@ -93,6 +114,8 @@ class AnalysisQueries:
     SEGMENT_COUNTS: str
     HITS_BY_SEGMENT: str
     RECOMMENDED_MODELS: str
+    ADD_ITEM_SID_PROPERTIES: tuple[str, ...]
+    SET_ITEM_SIDS: str
 
 
 def queries_for(dialect: str) -> AnalysisQueries:
@@ -109,4 +132,7 @@ def queries_for(dialect: str) -> AnalysisQueries:
         SEGMENT_COUNTS=SEGMENT_COUNTS_QUERY,
         HITS_BY_SEGMENT=HITS_BY_SEGMENT_QUERY,
         RECOMMENDED_MODELS=RECOMMENDED_MODELS_QUERY,
+        ADD_ITEM_SID_PROPERTIES=tuple(ADD_ITEM_SID_PROPERTIES_LADYBUG) if dialect == "ladybug"
+        else (ITEM_SID_INDEX_QUERY_NEO4J,),
+        SET_ITEM_SIDS=SET_ITEM_SIDS_QUERY,
     )

@@ -8,6 +8,7 @@
       collab.parquet       item_id, neighbor_id, rank, count, hop, source, via_item_id
       similar.parquet      item_id, neighbor_id, rank, score
       collab.jsonl, similar.jsonl   one anchor per line with its ordered neighbours (title included)
+      sids.parquet, sid.json        semantic IDs, added later by `iirg sid` (train/sid.py)
 
 `load_export` needs only pandas + pyarrow, so `iirg train` runs on a GPU machine with no graph store.
 The folder is written to a temporary sibling and renamed, so a reader never sees half an export.
@@ -41,6 +42,7 @@ class Export:
     collab: pd.DataFrame
     similar: pd.DataFrame
     manifest: dict
+    directory: Path | None = None  # where it was read from (optional files such as sids.parquet)
 
     @property
     def titles(self) -> dict[str, str]:
@@ -119,4 +121,4 @@ def load_export(directory: str | os.PathLike) -> Export:
                   next=pd.read_parquet(directory / "next.parquet"),
                   collab=pd.read_parquet(directory / "collab.parquet"),
                   similar=pd.read_parquet(directory / "similar.parquet"),
-                  manifest=manifest)
+                  manifest=manifest, directory=directory)

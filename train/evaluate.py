@@ -493,7 +493,8 @@ def record_model(run: RunPaths, model: str, recommendations: pd.DataFrame, *, sp
                                                  "info": str(info_path)})
     if store is not None:
         try:
-            write_recommendations(store, model, split, frame)
+            with run.lock(on_wait=print):  # a build must not swap the store during the write
+                write_recommendations(store, model, split, frame)
         except IirgError as e:  # the results are saved: say so rather than lose them in a traceback
             raise EvaluationError(f"{model} ({split}) is evaluated and saved in {folder}, but writing "
                                   f"its RECOMMENDED edges to {store.describe()} failed: {e}") from e

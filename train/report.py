@@ -10,6 +10,8 @@ rows of a table come from the same code and the same labels. Writes into runs/<n
     summary_<split>.csv              model: overall and covered/uncovered metrics at --k,
                                      memorization rate, one-hop hits
     decomposition_<split>.csv        pair x metric x segment: share, delta, contribution (95% CI)
+    token_level_<split>.csv          when the run has semantic IDs (`iirg sid`): model x group (all,
+                                     uncovered = not one_hop) x token level: n_users, Recall@K, hits
     segments_<split>.png, memorization_<split>.png, decomposition_<A>_vs_<B>_<split>.png
 Pairs: --compare A B, else every model against popularity (when it was evaluated).
 """
@@ -154,9 +156,48 @@ def make_report(run: RunPaths, cfg: ReportConfig) -> dict:
               "git_commit": git_commit()}
     tables = {"segments": pd.DataFrame(segment_rows), "summary": pd.DataFrame(summary_rows),
               "decomposition": pd.DataFrame(decomposition_rows)}
+    token = token_level_table(export, cases, labels, states, split, cfg.k)
+    if token is not None:
+        tables["token_level"] = token
+        report["token_level_note"] = (
+            "token level = how many leading SID codes of (last item -> target) occur as a training "
+            "transition between items with those prefixes (0 = not even the first code; the full SID "
+            "= the item, i.e. one_hop). Hits of 'uncovered' users at token level >= 1 can still be "
+            "memorized transitions between code prefixes.")
     report["files"] = _write(run.report, split, report, tables, cfg)
     report["tables"] = tables
     return report
+
+
+def token_level_table(export, cases, labels: pd.DataFrame, states: dict, split: str,
+                      k: int) -> pd.DataFrame | None:
+    """Recall@k and hits per token-level coverage (see train.sid), for all and for uncovered users.
+
+    None when the run has no semantic IDs. Token levels are a property of the user (its last item
+    and target), so every model is split the same way and TIGER's row reads next to SASRec's.
+    """
+    from train.sid import SIDError, load_sids, token_level_labels
+
+    try:
+        codes, _ = load_sids(export)
+    except SIDError:
+        return None
+    token = token_level_labels(export, codes, split)
+    level = token.set_index("user_id")["token_level"].reindex(cases.user_ids).to_numpy()
+    one_hop = labels["one_hop"].to_numpy(dtype=bool)
+    rows = []
+    for m, state in states.items():
+        hit = gains(hit_ranks(cases, state["lists"]), k)[0] > 0
+        evaluated = state["mask"]
+        for group, in_group in (("all", evaluated), ("uncovered", evaluated & ~one_hop)):
+            total_hits = int(hit[in_group].sum())
+            for lv in range(codes.shape[1] + 1):
+                sel = in_group & (level == lv)
+                rows.append({"model": m, "group": group, "token_level": lv, "n_users": int(sel.sum()),
+                             f"recall@{k}": float(hit[sel].mean()) if sel.any() else float("nan"),
+                             f"hits@{k}": int(hit[sel].sum()),
+                             "share_of_group_hits": hit[sel].sum() / total_hits if total_hits else float("nan")})
+    return pd.DataFrame(rows)
 
 
 def _pairs(models: list[str], cfg: ReportConfig) -> list[tuple[str, str]]:
@@ -311,6 +352,16 @@ def print_report(report: dict) -> None:
                 console.print(f"{pair} {metric}: delta {res['delta']:+.4f} "
                               f"[{res['delta_ci'][0]:+.4f}, {res['delta_ci'][1]:+.4f}], "
                               f"share of the gain from one-hop users {share_txt}")
+    token = report["tables"].get("token_level")
+    if token is not None:
+        view = token[token["group"] == "uncovered"].pivot_table(
+            index="token_level", columns="model", values=f"recall@{k}", sort=False)
+        counts = token[(token["group"] == "uncovered")].drop_duplicates("token_level").set_index(
+            "token_level")["n_users"]
+        view = counts.to_frame().join(view).reset_index()
+        console.print(table_to_rich(view, f"{report['dataset']} {split}: Recall@{k} of uncovered (not "
+                                          f"one-hop) users by SID token level of last item -> target"))
+        console.print(report["token_level_note"])
     for w in report["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {w}")
     console.print(f"wrote {', '.join(report['files'])} to {Path(report['run']) / 'report'}")

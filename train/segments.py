@@ -311,5 +311,6 @@ def analyze(run: RunPaths, export: Export, *, config: SegmentConfig | None = Non
         save_segments(run, split, frames[split], export, config)
     run.record_config("analyze", asdict(config))
     if store is not None:
-        write_segments(store, frames["test"])
+        with run.lock(on_wait=print):  # a build must not swap the store during the write
+            write_segments(store, frames["test"])
     return frames
