@@ -98,8 +98,9 @@ def show_store_error(ctx: Context) -> None:
 
 # -- cached queries (the store is `_store`: not hashed; `version` keys the cache) ------------------
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=512)
-def user_view(_store, version: str, user_id: str, k: int) -> data.UserView:
-    return data.user_view(_store, user_id, k=k)
+def user_view(_store, version: str, user_id: str, k: int, run: str, files: str) -> data.UserView:
+    """`files` (files_version) keys the models folder: a newly evaluated model shows up."""
+    return data.user_view(_store, user_id, k=k, run_root=Path(run))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=512)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,10 +116,14 @@ class _Timer:
         return frame
 
 
-def user_view(store: GraphStore, user_id: str, *, split: str = "test", k: int = 10) -> UserView:
-    """Everything the user explorer shows for one user: at most 11 indexed queries.
+def user_view(store: GraphStore, user_id: str, *, split: str = "test", k: int = 10,
+              run_root: Path | None = None) -> UserView:
+    """Everything the user explorer shows for one user: at most 12 indexed queries.
 
     The target is the user's `split` item (test: the last one); the history is what precedes it.
+    Top-K lists come from the graph's RECOMMENDED edges and, for models of `run_root`/models/ that
+    wrote none for this user (evaluated with --no-graph, or on another store), from their
+    recommendations_<split>.parquet, so every evaluated model shows with the same badges.
     """
     q = queries_for(store.dialect)
     view = UserView(user_id=str(user_id), split=split)
@@ -159,7 +164,7 @@ def user_view(store: GraphStore, user_id: str, *, split: str = "test", k: int = 
     view.next_links = run(store, "next_links", q.HISTORY_NEXT_TO_TARGET_QUERY, params)
     view.collab_links = run(store, "collab_links", q.HISTORY_COLLAB_TO_TARGET_QUERY, params)
     view.similar_links = run(store, "similar_links", q.HISTORY_SIMILAR_TO_TARGET_QUERY, params)
-    view.recommendations = _recommendations(store, q, run, view, k)
+    view.recommendations = _recommendations(store, q, run, view, k, run_root)
     return view
 
 
@@ -167,11 +172,42 @@ def _record(row: pd.Series) -> dict:
     return {k: _none(v) for k, v in row.items()}
 
 
-def _recommendations(store, q, run, view: UserView, k: int) -> pd.DataFrame:
+def _folder_recommendations(store, q, run, run_root: Path, user_id: str, split: str, k: int,
+                            skip: set[str]) -> pd.DataFrame:
+    """The user's top-k of every model in run_root/models/ not in `skip`, from its parquet lists."""
+    frames = []
+    for path in sorted((Path(run_root) / "models").glob(f"*/recommendations_{split}.parquet")):
+        model = path.parent.name
+        if model in skip:
+            continue
+        try:
+            # Row-group statistics skip most of a large file; the filter is a value, never text.
+            lists = pd.read_parquet(path, columns=["user_id", "item_id", "rank"],
+                                    filters=[("user_id", "==", user_id), ("rank", "<=", int(k))])
+        except (OSError, ValueError):
+            continue   # half-written by a running evaluation: the next load shows it
+        if len(lists):
+            frames.append(lists.assign(model=model))
+    if not frames:
+        return pd.DataFrame(columns=["model", "rank", "item_id", "title"])
+    recs = pd.concat(frames, ignore_index=True)
+    recs["item_id"] = recs["item_id"].astype(str)
+    titles = run(store, "titles", q.ITEM_TITLES_QUERY, {"item_ids": sorted(set(recs["item_id"]))})
+    title_of = dict(zip(titles["item_id"].astype(str), titles["title"])) if len(titles) else {}
+    recs["title"] = recs["item_id"].map(lambda i: title_of.get(i, f"item {i}"))
+    return recs[["model", "rank", "item_id", "title"]]
+
+
+def _recommendations(store, q, run, view: UserView, k: int, run_root: Path | None = None) -> pd.DataFrame:
     """Each model's top-k with badge columns: hit (the target), memorized (a NEXT successor of the last
     item), collab / semantic (a COLLAB / SIMILAR neighbour of the last item)."""
     recs = run(store, "recommendations", q.RECOMMENDATIONS_QUERY,
                {"user_id": view.user_id, "split": view.split, "k": int(k)})
+    if run_root is not None:
+        extra = _folder_recommendations(store, q, run, run_root, view.user_id, view.split, k,
+                                        set(recs["model"]) if len(recs) else set())
+        if len(extra):
+            recs = extra if recs.empty else pd.concat([recs, extra], ignore_index=True)
     columns = ["model", "rank", "item_id", "title", "hit", "memorized", "collab", "semantic"]
     if recs.empty:
         return pd.DataFrame(columns=columns)
@@ -205,6 +241,19 @@ def random_user(store: GraphStore, segment: str | None, n_users: int, rng: rando
 # ==================================================================================================
 # Item explorer
 # ==================================================================================================
+SID_TOKEN = re.compile(r"<[^<>]*>")
+
+
+@dataclass
+class SidLevel:
+    """The items sharing the first `level` codes of an item's SID."""
+
+    level: int
+    prefix: str                   # "<a_12><b_3>": whole tokens, as `STARTS WITH` matches them
+    n_items: int                  # other items with this prefix
+    items: pd.DataFrame           # a short list of them: item_id, title, sid, popularity
+
+
 @dataclass
 class ItemView:
     item_id: str
@@ -215,6 +264,37 @@ class ItemView:
     predecessors: pd.DataFrame = field(default_factory=pd.DataFrame)
     collab: pd.DataFrame = field(default_factory=pd.DataFrame)
     similar: pd.DataFrame = field(default_factory=pd.DataFrame)
+    has_sids: bool = False                          # the graph has `iirg sid`'s properties
+    sid: str | None = None
+    sid_levels: list[SidLevel] = field(default_factory=list)
+
+
+def sid_prefixes(sid: str) -> list[str]:
+    """"<a_1><b_2><c_3>" -> ["<a_1>", "<a_1><b_2>", "<a_1><b_2><c_3>"]."""
+    tokens = SID_TOKEN.findall(sid or "")
+    return ["".join(tokens[:n]) for n in range(1, len(tokens) + 1)]
+
+
+def graph_has_sids(store: GraphStore) -> bool:
+    q = queries_for(store.dialect)
+    return any(row.get("name") == "sid" for row in store.run(q.SID_PROPERTY_QUERY, {}))
+
+
+def item_sid_levels(store: GraphStore, item_id: str, sid: str, *, limit: int = 8) -> list[SidLevel]:
+    """Per SID prefix, the number of other items sharing it and the `limit` most popular of them.
+    The full SID names one item (`iirg sid` disambiguates), so its level only shows a collision
+    group when the last code is the disambiguation code: that group is the level before it."""
+    q = queries_for(store.dialect)
+    prefixes = sid_prefixes(sid)
+    counts = {row["prefix"]: int(row["n_items"])
+              for row in store.run(q.SID_PREFIX_COUNTS_QUERY, {"prefixes": prefixes, "item_id": item_id})}
+    levels = []
+    for level, prefix in enumerate(prefixes, start=1):
+        n = counts.get(prefix, 0)
+        items = (store.run_df(q.SID_PREFIX_ITEMS_QUERY, {"prefix": prefix, "item_id": item_id, "limit": int(limit)})
+                 if n else pd.DataFrame(columns=["item_id", "title", "sid", "popularity"]))
+        levels.append(SidLevel(level, prefix, n, items))
+    return levels
 
 
 def item_view(store: GraphStore, item_id: str, *, limit: int = 20) -> ItemView:
@@ -232,7 +312,48 @@ def item_view(store: GraphStore, item_id: str, *, limit: int = 20) -> ItemView:
     view.predecessors = store.run_df(q.ITEM_PREDECESSORS_QUERY, params)
     view.collab = store.run_df(q.ITEM_COLLAB_QUERY, {"item_id": view.item_id})
     view.similar = store.run_df(q.ITEM_SIMILAR_QUERY, {"item_id": view.item_id})
+    view.has_sids = graph_has_sids(store)
+    if view.has_sids:
+        sid = store.run_df(q.ITEM_SID_QUERY, {"item_id": view.item_id})
+        view.sid = _none(sid["sid"].iloc[0]) if len(sid) else None
+        if view.sid:
+            view.sid_levels = item_sid_levels(store, view.item_id, view.sid)
     return view
+
+
+def sid_stats(run_root: Path) -> dict | None:
+    """export/sid.json of `iirg sid` (method, levels, collision_rate, usage per level), or None."""
+    stats = read_json(Path(run_root) / "export" / "sid.json")
+    return stats if isinstance(stats, dict) else None
+
+
+def token_level_table(run_root: Path, split: str) -> pd.DataFrame | None:
+    """report/token_level_<split>.csv of `iirg report` (model, group, token_level, n_users,
+    recall@K, hits@K, share_of_group_hits), or None when the report has none (no SIDs, no report)."""
+    path = Path(run_root) / "report" / f"token_level_{split}.csv"
+    if not path.exists():
+        return None
+    try:
+        frame = pd.read_csv(path, dtype={"model": str, "group": str})
+    except (OSError, ValueError):
+        return None
+    if not {"model", "group", "token_level", "n_users"} <= set(frame.columns):
+        return None
+    if not any(c.startswith("recall@") for c in frame.columns):
+        return None
+    return frame
+
+
+def token_level_wide(frame: pd.DataFrame, group: str) -> tuple[pd.DataFrame, int]:
+    """One row per token level: n_users, then each model's Recall@K; and K."""
+    recall = next(c for c in frame.columns if c.startswith("recall@"))
+    k = int(recall.split("@")[1])
+    rows = frame[frame["group"] == group]
+    wide = rows.pivot_table(index="token_level", columns="model", values=recall, sort=True, dropna=False)
+    users = rows.drop_duplicates("token_level").set_index("token_level")["n_users"]
+    wide.insert(0, "users", users.reindex(wide.index).astype("Int64"))
+    wide.columns.name = None
+    return wide.reset_index(), k
 
 
 def search_titles(store: GraphStore, text: str, *, limit: int = 25) -> pd.DataFrame:

@@ -6,6 +6,7 @@
 
 Most statements are the same text on both backends (`*_QUERY` constants). Where the dialects differ
 there are `*_QUERY_LADYBUG` / `*_QUERY_NEO4J` pairs and `queries_for` picks one:
+- SID presence: LadybugDB asks its catalogue (`table_info`), Neo4j looks for one item with a `sid`.
 - shortest path: LadybugDB writes `(a)-[:NEXT* SHORTEST 1..4]->(b)` and reads path members with
   `properties(nodes(p), 'id')`; Neo4j writes `shortestPath((a)-[:NEXT*1..4]->(b))` and uses list
   comprehensions (LadybugDB has none).
@@ -179,6 +180,52 @@ ORDER BY popularity DESC, title
 LIMIT $limit
 """
 
+# Titles of items named by the run folder (a model's lists read from models/<m>/recommendations_*.parquet
+# when the model wrote no RECOMMENDED edges, e.g. evaluated with --no-graph).
+ITEM_TITLES_QUERY = """
+MATCH (i:Item)
+WHERE i.id IN $item_ids
+RETURN i.id AS item_id, i.title AS title
+"""
+
+# -- semantic IDs (`iirg sid` sets Item.sid "<a_12><b_3><c_20><d_0>" and Item.sid_codes) -----------
+# Whether the graph has SIDs at all. LadybugDB has a fixed schema: `i.sid` on a graph built before
+# `iirg sid` is a binder error, so the page asks the catalogue first. Neo4j returns null for a missing
+# property, so one item with a sid (an index seek on item_sid) is the answer there.
+SID_PROPERTY_QUERY_LADYBUG = """
+CALL table_info('Item') RETURN name
+"""
+
+SID_PROPERTY_QUERY_NEO4J = """
+MATCH (i:Item)
+WHERE i.sid IS NOT NULL
+RETURN 'sid' AS name
+LIMIT 1
+"""
+
+ITEM_SID_QUERY = """
+MATCH (i:Item {id: $item_id})
+RETURN i.sid AS sid, i.sid_codes AS sid_codes
+"""
+
+# How many other items share each prefix of an item's SID. A prefix is whole tokens ("<a_12>",
+# "<a_12><b_3>"), and every token ends in ">", so "<a_1>" never matches "<a_12>".
+SID_PREFIX_COUNTS_QUERY = """
+UNWIND $prefixes AS prefix
+MATCH (i:Item)
+WHERE i.sid STARTS WITH prefix AND i.id <> $item_id
+RETURN prefix, count(*) AS n_items
+"""
+
+# A short list of the items sharing one prefix, popular first.
+SID_PREFIX_ITEMS_QUERY = """
+MATCH (i:Item)
+WHERE i.sid STARTS WITH $prefix AND i.id <> $item_id
+RETURN i.id AS item_id, i.title AS title, i.sid AS sid, i.popularity AS popularity
+ORDER BY popularity DESC, item_id
+LIMIT $limit
+"""
+
 # -- overview --------------------------------------------------------------------------------------
 SEGMENT_COUNTS_QUERY = """
 MATCH (u:User)
@@ -214,6 +261,7 @@ class DashboardQueries:
 
     dialect: Literal["ladybug", "neo4j"]
     SHORTEST_NEXT_PATH_QUERY: str
+    SID_PROPERTY_QUERY: str
     USER_QUERY: str = USER_QUERY
     HISTORY_QUERY: str = HISTORY_QUERY
     NEXT_EDGE_QUERY: str = NEXT_EDGE_QUERY
@@ -233,13 +281,19 @@ class DashboardQueries:
     ITEM_COLLAB_QUERY: str = ITEM_COLLAB_QUERY
     ITEM_SIMILAR_QUERY: str = ITEM_SIMILAR_QUERY
     TITLE_SEARCH_QUERY: str = TITLE_SEARCH_QUERY
+    ITEM_TITLES_QUERY: str = ITEM_TITLES_QUERY
+    ITEM_SID_QUERY: str = ITEM_SID_QUERY
+    SID_PREFIX_COUNTS_QUERY: str = SID_PREFIX_COUNTS_QUERY
+    SID_PREFIX_ITEMS_QUERY: str = SID_PREFIX_ITEMS_QUERY
     SEGMENT_COUNTS_QUERY: str = SEGMENT_COUNTS_QUERY
     NODE_COUNTS_QUERY: str = NODE_COUNTS_QUERY
     RECOMMENDED_MODELS_QUERY: str = RECOMMENDED_MODELS_QUERY
 
 
-LADYBUG = DashboardQueries(dialect="ladybug", SHORTEST_NEXT_PATH_QUERY=SHORTEST_NEXT_PATH_QUERY_LADYBUG)
-NEO4J = DashboardQueries(dialect="neo4j", SHORTEST_NEXT_PATH_QUERY=SHORTEST_NEXT_PATH_QUERY_NEO4J)
+LADYBUG = DashboardQueries(dialect="ladybug", SHORTEST_NEXT_PATH_QUERY=SHORTEST_NEXT_PATH_QUERY_LADYBUG,
+                           SID_PROPERTY_QUERY=SID_PROPERTY_QUERY_LADYBUG)
+NEO4J = DashboardQueries(dialect="neo4j", SHORTEST_NEXT_PATH_QUERY=SHORTEST_NEXT_PATH_QUERY_NEO4J,
+                         SID_PROPERTY_QUERY=SID_PROPERTY_QUERY_NEO4J)
 
 
 def queries_for(dialect: str) -> DashboardQueries:

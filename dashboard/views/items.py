@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import cache
+from dashboard import cache, data
 from graph.errors import GraphError
 
 ctx = cache.context()
 store, version = ctx.store, ctx.version
 st.title("Item explorer")
 
-if "item_id_box" not in st.session_state:
-    st.session_state["item_id_box"] = st.query_params.get("item", "")
+# The URL names the item: a link (SID siblings, drawings, top-K titles), Back/Forward or a shared
+# URL changes it, and it then wins over the box; typing an id or picking a search hit writes it back.
+url_item = st.query_params.get("item", "")
+if url_item and url_item != st.session_state.get("_items_url"):
+    st.session_state["item_id_box"] = url_item
+    st.session_state["item_search"] = ""
+st.session_state["_items_url"] = url_item
 
 c1, c2, c3 = st.columns([2, 4, 1], vertical_alignment="bottom")
 text = c1.text_input("Search titles", key="item_search", placeholder="e.g. star wars")
@@ -40,6 +45,7 @@ if not item_id:
     st.info("Search for an item by title, or enter its id.")
     st.stop()
 st.query_params["item"] = item_id
+st.session_state["_items_url"] = item_id
 try:
     view = cache.item_view(store, version, item_id, 25)
 except GraphError as e:
@@ -69,6 +75,39 @@ cols[1].metric("Transitions out", f"{d.get('out_transitions', 0):,}")
 cols[2].metric("Predecessors (NEXT in)", f"{d.get('predecessors', 0):,}")
 cols[3].metric("Transitions in", f"{d.get('in_transitions', 0):,}")
 
+# -- semantic ID -----------------------------------------------------------------------------------
+if view.has_sids and view.sid:
+    stats = data.sid_stats(ctx.settings.run) or {}
+    semantic_levels = int(stats.get("levels") or len(view.sid_levels))
+    st.markdown(f"**Semantic ID** `{view.sid}`")
+    st.caption(
+        "Residual quantization of the item's text embedding (`iirg sid`"
+        + (f", {stats['method']}" if stats.get("method") else "") + "): the first code is the coarsest "
+        "cluster, each next code refines it; items sharing a prefix are close in embedding space, and a "
+        "generative recommender (TIGER) emits these codes one by one."
+        + (f" The last code only separates items whose {semantic_levels} codes collide "
+           f"({stats['collision_rate']:.1%} of items)." if "collision_rate" in stats else ""))
+    cols = st.columns(len(view.sid_levels))
+    for col, level in zip(cols, view.sid_levels):
+        with col.container(border=True):
+            disambiguation = level.level > semantic_levels
+            name = "full SID" if disambiguation else f"first {level.level} code{'s' if level.level > 1 else ''}"
+            st.metric(name, f"{level.n_items:,}", help=f"other items whose SID starts with {level.prefix}",
+                      border=False)
+            st.caption(f"`{level.prefix}`")
+            if disambiguation:
+                st.caption("unique: names this item only")
+            for row in level.items.head(5).itertuples(index=False):
+                st.page_link("views/items.py", label=str(row.title), query_params={"item": str(row.item_id)},
+                             help=f"id {row.item_id} · {row.sid}")
+            if level.n_items > 5:
+                st.caption(f"… and {level.n_items - 5:,} more (Cypher console: `STARTS WITH`)")
+elif view.has_sids:
+    st.caption("This item has no semantic ID (it was added after `iirg sid` ran).")
+else:
+    st.caption(f"No semantic IDs in this graph: `iirg sid --run {ctx.settings.run}` quantizes the item "
+               "embeddings into TIGER-style codes; the item's SID and the items sharing its prefixes then "
+               "show here.")
 
 ID = st.column_config.TextColumn("id", width="small")
 TITLE = st.column_config.TextColumn("title", width="large")

@@ -111,6 +111,29 @@ st.caption(f"{name} per segment (rows in parentheses are the covered / uncovered
 with st.expander("Memorization: how often each model recommends training successors of the last item"):
     st.dataframe(data.memorization_table(models, k), hide_index=True)
 
+# -- token-level memorization (semantic IDs) -------------------------------------------------------
+token = data.token_level_table(run, split)
+if token is not None:
+    st.subheader("Token-level memorization (semantic IDs)")
+    st.caption("Token level of a user = how many leading SID codes of *last item → target* already occur "
+               "as a training transition between items with those prefixes (0: not even the first code; "
+               "the full SID is the item itself, i.e. one-hop). A generative model that emits codes can "
+               "memorize these prefix transitions even for users the item graph calls uncovered.")
+    group = st.segmented_control("Users", ["uncovered", "all"], default="uncovered", key="token_group",
+                                 format_func={"uncovered": "uncovered (not one-hop)", "all": "all"}.get) \
+        or "uncovered"
+    wide, token_k = data.token_level_wide(token, group)
+    token_models = [c for c in wide.columns if c not in ("token_level", "users")]
+    st.dataframe(wide, hide_index=True,
+                 column_config={"token_level": st.column_config.NumberColumn("token level", format="%d"),
+                                "users": st.column_config.NumberColumn("users", format="%d"),
+                                **{m: st.column_config.NumberColumn(m, format="%.4f") for m in token_models}})
+    st.caption(f"Recall@{token_k} per token level, from `report/token_level_{split}.csv` (`iirg report` "
+               f"at K = {token_k}).")
+elif data.sid_stats(run) is not None:
+    st.caption(f"This run has semantic IDs: `iirg report --run {run} --split {split}` adds the token-level "
+               "memorization table (Recall per SID prefix level of last item → target).")
+
 # -- gain decomposition ----------------------------------------------------------------------------
 st.subheader("Gain decomposition")
 if len(models) < 2:

@@ -89,7 +89,7 @@ if not user_id:
 st.query_params["user"] = user_id
 
 try:
-    view = cache.user_view(store, version, user_id, k)
+    view = cache.user_view(store, version, user_id, k, str(ctx.settings.run), cache.files_version(ctx.settings.run))
 except GraphError as e:
     st.error(f"Reading user {user_id} failed: {e}")
     st.stop()
