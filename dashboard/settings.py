@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from graph.neo4j_store import split_uri_credentials
 from graph.rundir import RunPaths
 from graph.store import StoreConfig
 
@@ -56,8 +57,13 @@ def settings_from_env(env: dict | None = None) -> Settings | None:
         return None
     run_path = Path(run)
     if env.get(ENV_NEO4J):
-        config = StoreConfig(backend="neo4j", uri=env[ENV_NEO4J], user=env.get(ENV_NEO4J_USER) or "neo4j",
-                             password=env.get(ENV_PASSWORD), database=env.get(ENV_NEO4J_DATABASE) or None)
+        # A URI may carry `user:pw@` (copied from a connection string): the driver refuses that, and the
+        # URI is shown on every page, so the credentials move into the config's own fields. The
+        # environment's user and password win when both are given.
+        uri, uri_user, uri_password = split_uri_credentials(env[ENV_NEO4J])
+        config = StoreConfig(backend="neo4j", uri=uri, user=env.get(ENV_NEO4J_USER) or uri_user or "neo4j",
+                             password=env.get(ENV_PASSWORD) or uri_password,
+                             database=env.get(ENV_NEO4J_DATABASE) or None)
     else:
         config = StoreConfig(backend="embedded", path=RunPaths.of(run_path).store)
     return Settings(run=run_path, store=config)

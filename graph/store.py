@@ -34,7 +34,11 @@ class StoreConfig:
             raise ValueError("the neo4j store needs a uri (bolt://host:7687)")
 
     def describe(self) -> str:
-        return f"neo4j {self.uri}" if self.backend == "neo4j" else f"embedded {self.path}"
+        """For messages and page captions: a password written into the URI is shown as ***."""
+        if self.backend == "neo4j":
+            from graph.neo4j_store import redact_uri   # lazy: only the Neo4j backend needs the driver
+            return f"neo4j {redact_uri(self.uri)}"
+        return f"embedded {self.path}"
 
 
 class GraphStore(Protocol):

@@ -4,8 +4,9 @@ Built once per pytest session under the session's base temp folder, through the 
 (ingest -> graph with semantic edges -> analyze -> baselines -> report): a later fixture call, also from
 the other test file, reuses the finished folder (a marker file says it is complete).
 
-    built_run     `iirg build` only: no segments, no evaluated model (the empty states)
-    analyzed_run  a copy of it + `iirg analyze`, `iirg baseline popularity|markov`, `iirg report`
+    built_run     `iirg build` only: no segments, no evaluated model, no semantic IDs (the empty states)
+    analyzed_run  a copy of it + `iirg analyze`, `iirg baseline popularity|markov` (markov with
+                  --no-graph: a model known only from its models/ folder), `iirg sid`, `iirg report`
 """
 
 from __future__ import annotations
@@ -57,8 +58,11 @@ def analyzed_run(tmp_path_factory) -> Path:
     def make(folder: Path) -> None:
         shutil.copytree(built, folder, ignore=shutil.ignore_patterns(DONE))
         _iirg("analyze", "--run", str(folder))
-        for model in ("popularity", "markov"):
-            _iirg("baseline", model, "--run", str(folder), "--quiet")
+        _iirg("baseline", "popularity", "--run", str(folder), "--quiet")
+        # No RECOMMENDED edges: the user explorer must read its lists from models/markov/ (as for
+        # any model evaluated without the graph), with the same badges.
+        _iirg("baseline", "markov", "--run", str(folder), "--quiet", "--no-graph")
+        _iirg("sid", "--run", str(folder), "--quiet")
         _iirg("report", "--run", str(folder), "--bootstrap", "100")
 
     return _cached(base, "dash-ml100k-analyzed", make)

@@ -181,7 +181,8 @@ def test_user_view_badges_agree_with_the_graph(analyzed):
     seg = support.segments(analyzed)
     user = str(seg[seg["segment"] == "two_hop"]["user_id"].iloc[0])
     with store_of(analyzed) as store:
-        view = data.user_view(store, user, k=20)
+        # markov ran with --no-graph: its list comes from models/markov/, badged like popularity's.
+        view = data.user_view(store, user, k=20, run_root=analyzed)
         last = view.last["item_id"]
         successors = set(store.run_df("MATCH (a:Item {id: $i})-[:NEXT]->(b:Item) RETURN b.id AS id", {"i": last})["id"])
         collab = set(store.run_df("MATCH (a:Item {id: $i})-[:COLLAB]->(b:Item) RETURN b.id AS id", {"i": last})["id"])
@@ -259,6 +260,74 @@ def test_item_explorer_search_and_neighbours(monkeypatch, built):
         similar[similar["item_id"] == item_id].sort_values("rank")["neighbor_id"].tolist()
     at.text_input(key="item_search").set_value("zzzz no such title").run()
     assert any("No item title contains" in w for w in texts(at, "warning"))
+
+
+def sid_prefix_counts(run: Path, item_id: str) -> list[int]:
+    """Other items sharing each prefix of the item's SID, from export/sids.parquet (not the graph)."""
+    sids = pd.read_parquet(run / "export" / "sids.parquet")
+    codes = {str(i): list(c) for i, c in zip(sids["item_id"], sids["sid_codes"])}
+    mine = codes[item_id]
+    return [sum(1 for other, c in codes.items() if other != item_id and c[:n] == mine[:n])
+            for n in range(1, len(mine) + 1)]
+
+
+def test_item_explorer_shows_the_sid_and_its_prefix_siblings(monkeypatch, analyzed):
+    at = app(monkeypatch, analyzed)
+    at.switch_page("views/items.py")
+    at.query_params["item"] = "50"
+    at.run()
+    no_exception(at)
+    sids = pd.read_parquet(analyzed / "export" / "sids.parquet")
+    sid = sids.set_index(sids["item_id"].astype(str)).loc["50", "sid"]
+    markdown = "\n".join(texts(at, "markdown"))
+    assert f"**Semantic ID** `{sid}`" in markdown
+    expected = sid_prefix_counts(analyzed, "50")
+    shown = [m for m in at.metric if m.label.startswith("first ") or m.label == "full SID"]
+    assert [int(m.value.replace(",", "")) for m in shown] == expected
+    assert expected[0] > 0 and expected[-1] == 0          # the full SID names one item
+    # Links to the siblings of the coarsest prefix: same first code, each opening the item view.
+    links = at.get("page_link")
+    assert 0 < len(links) <= 5 * len(expected)
+    first = sid.split(">")[0] + ">"
+    linked = [l.proto.query_string for l in links]
+    assert all(q.startswith("item=") for q in linked)
+    linked_ids = {q.split("=", 1)[1] for q in linked}
+    assert all(sids.set_index(sids["item_id"].astype(str)).loc[i, "sid"].startswith(first) for i in linked_ids)
+    # Following a link: the URL's item wins over the one in the box.
+    at.query_params["item"] = sorted(linked_ids)[0]
+    at.run()
+    no_exception(at)
+    assert at.text_input(key="item_id_box").value == sorted(linked_ids)[0]
+
+
+def test_item_explorer_without_sids_says_how_to_get_them(monkeypatch, built):
+    at = app(monkeypatch, built)
+    at.switch_page("views/items.py")
+    at.query_params["item"] = "50"
+    at.run()
+    no_exception(at)
+    assert at.subheader[0].value == "Star Wars (1977)"
+    assert any("No semantic IDs in this graph" in c and "iirg sid" in c for c in texts(at, "caption"))
+    assert not at.get("page_link")
+
+
+def test_overview_token_level_table_matches_the_report(monkeypatch, analyzed):
+    at = app(monkeypatch, analyzed).run()
+    no_exception(at)
+    assert "Token-level memorization (semantic IDs)" in texts(at, "subheader")
+    csv = pd.read_csv(analyzed / "report" / "token_level_test.csv", dtype={"model": str})
+    recall = next(c for c in csv.columns if c.startswith("recall@"))
+    table = next(d.value for d in at.dataframe if "token_level" in d.value.columns)
+    for group in ("uncovered", "all"):
+        if group == "all":
+            at.segmented_control(key="token_group").set_value("all").run()
+            table = next(d.value for d in at.dataframe if "token_level" in d.value.columns)
+        rows = csv[csv["group"] == group]
+        for model in ("popularity", "markov"):
+            want = rows[rows["model"] == model].set_index("token_level")[recall]
+            got = table.set_index("token_level")[model]
+            pd.testing.assert_series_equal(got.reindex(want.index), want, check_names=False)
+        assert table["users"].tolist() == rows.drop_duplicates("token_level")["n_users"].tolist()
 
 
 # -- console --------------------------------------------------------------------------------------
@@ -400,6 +469,26 @@ def test_neo4j_backend_shows_the_same_views(monkeypatch, analyzed, neo4j_config,
 
 
 # -- pieces without Streamlit ---------------------------------------------------------------------
+def test_store_description_never_shows_a_password():
+    config = StoreConfig(backend="neo4j", uri="bolt://neo4j:s3cr@t@db.example:7687")
+    assert config.describe() == "neo4j bolt://neo4j:***@db.example:7687"
+    assert "s3cr" not in config.describe()
+
+
+def test_settings_move_uri_credentials_out_of_the_uri(tmp_path):
+    from dashboard.settings import settings_from_env
+
+    env = {"IIRG_DASHBOARD_RUN": str(tmp_path), "IIRG_DASHBOARD_NEO4J": "bolt://alice:pa%40ss@db:7687"}
+    settings = settings_from_env(env)
+    assert settings.store.uri == "bolt://db:7687"
+    assert settings.store.user == "alice" and settings.store.password == "pa@ss"
+    assert "pa" not in settings.store.describe().replace("bolt://db", "") and "pa" not in settings.store_version
+    # The environment's user and password win over the URI's.
+    env.update({"IIRG_DASHBOARD_NEO4J_USER": "bob", "NEO4J_PASSWORD": "from-env"})
+    settings = settings_from_env(env)
+    assert (settings.store.user, settings.store.password) == ("bob", "from-env")
+
+
 def test_drawing_escapes_titles_and_ids():
     view = data.UserView(user_id="u", found=True)
     view.history = pd.DataFrame({"pos": [0, 1], "split": ["train", "valid"], "ts": [None, None],
