@@ -44,8 +44,9 @@ JOURNAL_FILE = ".commit.json"
 STAGING_PREFIX = ".build."
 # Temporary folders that only a build (or `iirg export`) makes in the run folder, always under the
 # run lock: whoever holds the lock knows their owner is dead. `.store.*`/`.export.*` are the temporary
-# siblings of earlier versions' atomic_dir; `.dataset.*` is left alone (`iirg ingest` takes no lock).
-STALE_PREFIXES = (STAGING_PREFIX, ".store.", ".export.")
+# siblings of earlier versions' atomic_dir, and `.dataset.*` of an `iirg ingest` (which saves under
+# the lock too).
+STALE_PREFIXES = (STAGING_PREFIX, ".store.", ".export.", ".dataset.")
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,9 @@ def run_ingest(args: argparse.Namespace, ctx) -> int:
 
     config = config_from_args(args, ctx.env)
     dataset = load_dataset(config)
-    out = dataset.save(ctx.run.dataset)
+    # the run lock: a build must not stage or swap the dataset while it is replaced here
+    with ctx.run.lock(on_wait=lambda message: print(message, flush=True)):
+        out = dataset.save(ctx.run.dataset)
     ctx.run.record_config("ingest", {**config.to_dict(), "format_used": dataset.source["format"],
                                      "path_used": dataset.source["path"], "checksum": dataset.checksum(),
                                      "report": dataset.report.to_dict()})

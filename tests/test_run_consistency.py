@@ -260,9 +260,25 @@ def test_stale_temp_folders_of_dead_builds_are_removed(tmp_path, ml_slice):
     for name in (".store.k1ll3d", ".build.k1ll3d/new/2-store"):
         (root / name).mkdir(parents=True)
         (root / name / "graph.lbdb").write_bytes(os.urandom(1 << 20))
-    (root / ".dataset.ingesting").mkdir()  # `iirg ingest` takes no lock: not ours to remove
+    (root / ".dataset.k1ll3d").mkdir()  # a killed `iirg ingest` (it saves under the run lock)
     assert _iirg(*_build_args(ml_slice, root, "B")).returncode == 0
-    assert _temp_folders(root) == [".dataset.ingesting"]
+    assert _temp_folders(root) == []
+
+
+def test_ingest_waits_for_a_running_build(tmp_path, ml_slice):
+    """`iirg ingest` replaces the dataset under the run lock, so it never swaps it mid-build."""
+    from graph.rundir import RunPaths
+
+    root = tmp_path / "run"
+    assert _iirg(*_build_args(ml_slice, root, "A")).returncode == 0
+    with RunPaths.of(root).lock():
+        proc = _iirg("ingest", "--dataset", ml_slice, "--run", root, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True)
+        first = proc.stdout.readline()  # blocks until ingest has loaded the data and met the lock
+        assert "waiting for the build" in first, first
+        assert proc.poll() is None  # and it really waits
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
 
 
 def test_no_training_transitions_is_one_clear_line(tmp_path):
