@@ -10,40 +10,51 @@ layered drawing reads better than a force layout.
     memorization_dot(view)            # user explorer: history, target, NEXT path, COLLAB/SIMILAR
     result_dot(nodes, relationships)  # Cypher console: any subgraph found in a result
 
-Colours are Streamlit's own palette, so the markdown legend (`:red[...]`, `:blue[...]`) matches.
+Colours come from dashboard/palette.py (colour-blind safe, the same on every page) and the legends
+are HTML in the same colours. Every drawn item links to the item view (`items?item=<id>`, same tab):
+a click opens it, the browser's Back returns to the drawing.
 """
 
 from __future__ import annotations
 
 import textwrap
+from urllib.parse import quote
 
+from dashboard import palette
 from dashboard.data import UserView
 
 MAX_LINKED = 5  # linked history items drawn besides the recent ones
+# Node text in points. The page shows a drawing at its natural size when it fits the column, so this is
+# close to the size on screen (the old 12 pt drawings were scaled down to 9-11 px).
+FONT_PT = 14
 
-COLORS = {
-    "red": "#ff4b4b", "orange": "#ffa421", "blue": "#1c83e1", "green": "#21c354", "gray": "#808495",
-    "violet": "#803df5", "yellow": "#faca2b",
-}
-# Relationship type -> (Streamlit colour name, DOT style) for drawings and legends.
+# Relationship type -> DOT line style; the colour is palette.RELATION[type].
 EDGE_STYLES = {
-    "NEXT": ("red", "solid"),
-    "PATH": ("orange", "solid"),
-    "COLLAB": ("blue", "dashed"),
-    "SIMILAR": ("green", "dashed"),
-    "HISTORY": ("gray", "dotted"),
-    "INTERACTED": ("gray", "dotted"),
-    "RECOMMENDED": ("violet", "dashed"),
+    "NEXT": "solid",
+    "PATH": "solid",
+    "COLLAB": "dashed",
+    "SIMILAR": "dashed",
+    "HISTORY": "dotted",
+    "INTERACTED": "dotted",
+    "RECOMMENDED": "dashed",
 }
+LINE_GLYPH = {"solid": "━", "dashed": "┅", "dotted": "┈"}
 
-MEMORIZATION_LEGEND = (
-    ":red[**━ NEXT last → target**] one-hop memorization (a training transition) · "
-    ":orange[**━ NEXT path**] shortest multi-hop path of training transitions (×count) · "
-    ":red[─ NEXT] other history item → target (×count) · "
-    ":blue[**┅ COLLAB**] target is a collaborative neighbour (#rank) · "
-    ":green[**┅ SIMILAR**] target is a semantic neighbour (cosine) · "
-    ":gray[┈ history order]"
-)
+
+def _legend(entries) -> str:
+    """HTML legend: (relation kind, label) pairs as coloured line glyphs."""
+    return " · ".join(palette.swatch(label, palette.RELATION[kind], LINE_GLYPH[EDGE_STYLES[kind]])
+                      for kind, label in entries)
+
+
+MEMORIZATION_LEGEND = _legend([
+    ("NEXT", "NEXT last → target (bold): one-hop memorization, a training transition"),
+    ("PATH", "shortest multi-hop NEXT path from the last item (×count)"),
+    ("NEXT", "NEXT from another history item → target (×count)"),
+    ("COLLAB", "COLLAB: the target is a collaborative neighbour (#rank)"),
+    ("SIMILAR", "SIMILAR: the target is a semantic neighbour (cosine)"),
+    ("HISTORY", "history order"),
+]) + " · click an item to open it"
 
 
 def _quote(text: str) -> str:
@@ -63,17 +74,24 @@ def _header() -> list[str]:
     return [
         "digraph G {",
         '  rankdir=LR; bgcolor="transparent"; nodesep=0.15; ranksep=0.35; margin=0;',
-        '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=12, margin="0.08,0.04", '
-        f'fillcolor="#f0f2f6", color="{COLORS["gray"]}", penwidth=1];',
-        '  edge [fontname="Helvetica", fontsize=10, arrowsize=0.7];',
+        f'  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize={FONT_PT}, '
+        f'margin="0.1,0.05", fillcolor="#f0f2f6", fontcolor="#111111", color="{palette.GREY}", penwidth=1];',
+        f'  edge [fontname="Helvetica", fontsize={FONT_PT - 2}, arrowsize=0.8];',
     ]
 
 
+def item_link(item_id: str) -> str:
+    """Node attributes that make a drawn item a link to the item view (relative: works under any base
+    path; target _self: same tab, so Back returns to the drawing)."""
+    href = "items?item=" + quote(str(item_id), safe="")
+    return f'URL={_quote(href)}, target="_self", tooltip={_quote("open item " + str(item_id))}'
+
+
 def _edge(src: str, dst: str, kind: str, label: str = "", *, bold: bool = False, extra: str = "") -> str:
-    colour, style = EDGE_STYLES[kind]
-    attrs = [f'color="{COLORS[colour]}"', f"style={style}", f"penwidth={3 if bold else 1.4}"]
+    colour, style = palette.RELATION[kind], EDGE_STYLES[kind]
+    attrs = [f'color="{colour}"', f"style={style}", f"penwidth={3.5 if bold else 1.6}"]
     if label:
-        attrs.append(f"label={_quote(label)}, fontcolor=\"{COLORS[colour]}\"")
+        attrs.append(f"label={_quote(label)}, fontcolor=\"{colour}\"")
     if extra:
         attrs.append(extra)
     return f"  {_quote(src)} -> {_quote(dst)} [{', '.join(attrs)}];"
@@ -134,17 +152,17 @@ def memorization_dot(view: UserView, *, recent: int = 3, max_linked: int = MAX_L
         title = _wrap(titles.get(item_id))
         if item_id == target_id:
             label = f"TARGET (held out)\n{title}"
-            attrs = f'fillcolor="#fff3c4", color="{COLORS["yellow"]}", penwidth=2.5'
+            attrs = f'fillcolor="#fbf6c2", color="{palette.ORANGE}", penwidth=3'
         elif item_id == last_id:
             label = f"LAST · pos {pos_of.get(item_id, '')}\n{title}"
-            attrs = f'fillcolor="#dbeafe", color="{COLORS["blue"]}", penwidth=2'
+            attrs = f'fillcolor="#d9eefa", color="{palette.SKY_BLUE}", penwidth=2.5'
         elif role == "path":
             label = title
-            attrs = f'fillcolor="#ffffff", color="{COLORS["orange"]}", style="rounded,dashed,filled"'
+            attrs = f'fillcolor="#ffffff", color="{palette.ORANGE}", style="rounded,dashed,filled"'
         else:
             label = f"pos {pos_of.get(item_id, '')}\n{title}"
             attrs = 'fillcolor="#f0f2f6"'
-        lines.append(f"  {_quote(item_id)} [label={_quote(label)}, {attrs}];")
+        lines.append(f"  {_quote(item_id)} [label={_quote(label)}, {attrs}, {item_link(item_id)}];")
 
     for item_id in chain:
         node(item_id, "history")
@@ -155,8 +173,8 @@ def memorization_dot(view: UserView, *, recent: int = 3, max_linked: int = MAX_L
     node(target_id, "target")
     if linked:
         lines.append("  subgraph cluster_linked {")
-        lines.append(f'    label="other history items linked to the target"; fontsize=10; '
-                     f'fontcolor="{COLORS["gray"]}"; style="rounded,dashed"; color="{COLORS["gray"]}";')
+        lines.append(f'    label="other history items linked to the target"; fontsize={FONT_PT - 2}; '
+                     f'fontcolor="{palette.GREY}"; style="rounded,dashed"; color="{palette.GREY}";')
         for item_id in linked:
             node(item_id, "history")
         lines.append("  }")
@@ -192,13 +210,14 @@ def result_dot(nodes, relationships, *, max_nodes: int = 150) -> str:
         props = n.properties
         name = props.get("title") or props.get("id") or n.id
         label = f":{n.label}\n{_wrap(name)}" if n.label else _wrap(name)
-        fill = {"User": "#e8dcfd", "Item": "#f0f2f6"}.get(n.label or "", "#ffffff")
+        fill = {"User": "#f3dcea", "Item": "#f0f2f6"}.get(n.label or "", "#ffffff")
         kept[n.id] = True
-        lines.append(f"  {_quote(n.id)} [label={_quote(label)}, fillcolor=\"{fill}\"];")
+        link = f", {item_link(props['id'])}" if n.label == "Item" and props.get("id") is not None else ""
+        lines.append(f"  {_quote(n.id)} [label={_quote(label)}, fillcolor=\"{fill}\"{link}];")
     for r in relationships:
         if r.src not in kept or r.dst not in kept:
             continue
-        kind = r.type if r.type in EDGE_STYLES else "HISTORY"
+        kind = r.type if r.type in EDGE_STYLES else "HISTORY"   # unknown types: grey, dotted
         props = r.properties
         detail = next((f"{key} {props[key]:.2f}" if isinstance(props[key], float) else f"{key} {props[key]}"
                        for key in ("count", "rank", "score", "pos") if key in props), "")
@@ -208,9 +227,6 @@ def result_dot(nodes, relationships, *, max_nodes: int = 150) -> str:
 
 
 def legend_for(types) -> str:
-    """Markdown legend of the relationship types present in a console drawing."""
-    parts = []
-    for t in sorted(set(types)):
-        colour, _ = EDGE_STYLES.get(t, EDGE_STYLES["HISTORY"])
-        parts.append(f":{colour}[**━ {t}**]")
-    return " · ".join(parts)
+    """HTML legend of the relationship types present in a console drawing (unknown types: grey)."""
+    return _legend((t if t in EDGE_STYLES else "HISTORY", t) for t in sorted(set(types))) \
+        + " · click an item to open it"

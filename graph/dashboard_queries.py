@@ -336,10 +336,13 @@ CONSOLE_EXAMPLES: list[ConsoleExample] = [
         "MATCH p = shortestPath((a:Item {id: $last_item_id})-[:NEXT*1..4]->(b:Item {id: $target_item_id}))\n"
         "RETURN p",
         {"last_item_id": "1", "target_item_id": "1000"}),
-    _same("User explorer: history items whose collaborative neighbours include the target (drawn)",
-          "MATCH (u:User {id: $user_id})-[h:INTERACTED]->(i:Item)-[c:COLLAB]->(t:Item {id: $target_item_id})\n"
-          "WHERE h.split <> 'test'\nRETURN i, c, t",
-          {"user_id": "1", "target_item_id": "1000"}),
+    # The target comes from the user's own test interaction, so the default parameters find rows on
+    # any dataset (a fixed target id matched nothing for user 1).
+    _same("User explorer: history items with an edge (NEXT, COLLAB, SIMILAR) into the test target (drawn)",
+          "MATCH (u:User {id: $user_id})-[:INTERACTED {split: 'test'}]->(t:Item)\n"
+          "MATCH (u)-[h:INTERACTED]->(i:Item)-[r]->(t)\n"
+          "WHERE h.split <> 'test'\nRETURN i, r, t",
+          {"user_id": "1"}),
     _same("User explorer: each model's top-10 for a user, with hits",
           "MATCH (u:User {id: $user_id})-[r:RECOMMENDED]->(i:Item)\n"
           "WHERE r.split = 'test' AND r.rank <= 10\n"

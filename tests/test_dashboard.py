@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import dashboard_support as support
-from dashboard import data
+from dashboard import data, palette
 from dashboard.commands import dashboard_env, streamlit_command
 from dashboard.drawing import memorization_dot
 from graph.store import StoreConfig, open_store
@@ -108,7 +108,7 @@ def test_overview_segments_metrics_and_gain_decomposition(monkeypatch, analyzed)
 
     # Gain decomposition: defaults to the best model vs popularity; Δ equals the overall difference and
     # the report's bootstrap intervals are joined in.
-    assert at.selectbox(key="gain_a").value == "markov" and at.selectbox(key="gain_b").value == "popularity"
+    assert at.selectbox(key="a").value == "markov" and at.selectbox(key="b").value == "popularity"
     a, b = support.metrics(analyzed, "markov"), support.metrics(analyzed, "popularity")
     shown = {m.label: m.value for m in at.metric}
     assert float(shown["Δ NDCG@10 (A − B)"]) == pytest.approx(a["overall"]["ndcg@10"] - b["overall"]["ndcg@10"], abs=1e-4)
@@ -117,7 +117,7 @@ def test_overview_segments_metrics_and_gain_decomposition(monkeypatch, analyzed)
     assert any("95% bootstrap interval" in c for c in texts(at, "caption"))
 
     # Switching the metric re-decomposes Recall@10.
-    at.segmented_control(key="overview_metric").set_value("recall").run()
+    at.segmented_control(key="metric").set_value("recall").run()
     no_exception(at)
     shown = {m.label: m.value for m in at.metric}
     assert float(shown["Δ Recall@10 (A − B)"]) == pytest.approx(
@@ -166,15 +166,17 @@ def test_user_explorer_one_hop_user_with_badges(monkeypatch, analyzed):
     dot = graphviz_specs(at)[0]
     # The bold NEXT edge last -> target is drawn, in NEXT red.
     edge = re.search(rf'"{re.escape(row["last_item_id"])}" -> "{re.escape(row["target_item_id"])}" \[([^\]]*)\]', dot)
-    assert edge and "penwidth=3" in edge.group(1) and "#ff4b4b" in edge.group(1) and "one hop" in edge.group(1)
+    assert edge and "penwidth=3" in edge.group(1) and palette.RELATION["NEXT"] in edge.group(1) and "one hop" in edge.group(1)
     assert "TARGET (held out)" in dot and "LAST" in dot
     # Each model's top-10 beside it, with the hit and memorized badges on markov's list.
-    model_blocks = [m for m in texts(at, "markdown") if m.startswith("**markov**") or m.startswith("**popularity**")]
+    model_blocks = [m for m in texts(at, "markdown") if ">markov</span>" in m or ">popularity</span>" in m]
     assert len(model_blocks) == 2
-    markov = next(m for m in model_blocks if m.startswith("**markov**"))
+    markov = next(m for m in model_blocks if ">markov</span>" in m)
     assert f"hit at rank {int(hits['rank'].iloc[0])}" in markov
     lists = [m for m in texts(at, "markdown") if m.startswith("1. ")]
-    assert any(":violet-badge[hit]" in m and ":red-badge[memorized]" in m for m in lists)
+    assert any(">hit</span>" in m and ">memorized</span>" in m for m in lists)
+    # Titles link to the item view (same tab), the target's among them.
+    assert any(f"<a href=\"items?item={row['target_item_id']}\" target=\"_self\">" in m for m in lists)
 
 
 def test_user_view_badges_agree_with_the_graph(analyzed):

@@ -62,8 +62,10 @@ if run_clicked:
         st.session_state["console_error"] = ("error", f"Bad parameters: {e}")
     else:
         try:
-            st.session_state["console_result"] = run_read_query(config, query, params, row_limit=int(row_limit),
-                                                                timeout_s=float(timeout))
+            with st.spinner("Running the query…", show_time=True):
+                st.session_state["console_result"] = run_read_query(config, query, params,
+                                                                    row_limit=int(row_limit),
+                                                                    timeout_s=float(timeout))
         except ReadOnlyViolation as e:
             st.session_state["console_error"] = ("refused", redact_uri(e))
         except StoreUnavailable as e:
@@ -121,9 +123,9 @@ if result is not None:
         with table_tab:
             st.dataframe(display, hide_index=True)
         with graph_tab:
-            st.graphviz_chart(result_dot(result.nodes, result.relationships),
-                              width="stretch" if len(result.nodes) > 12 else "content")
-            st.caption(legend_for(r.type for r in result.relationships))
+            # Natural size (readable text) up to the page width; larger drawings scale down to fit.
+            st.graphviz_chart(result_dot(result.nodes, result.relationships), width="content")
+            st.caption(legend_for(r.type for r in result.relationships), unsafe_allow_html=True)
             if len(result.nodes) > 150:
                 st.caption("Only the first 150 nodes are drawn.")
     else:

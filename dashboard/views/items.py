@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import cache, data
+from dashboard import cache, data, palette
 from graph.errors import GraphError
 
 ctx = cache.context()
@@ -47,7 +47,8 @@ if not item_id:
 st.query_params["item"] = item_id
 st.session_state["_items_url"] = item_id
 try:
-    view = cache.item_view(store, version, item_id, 25)
+    with st.spinner(f"Reading item {item_id} from the graph…"):
+        view = cache.item_view(store, version, item_id, 25)
 except GraphError as e:
     st.error(f"Reading item {item_id} failed: {e}")
     st.stop()
@@ -109,49 +110,54 @@ else:
                "embeddings into TIGER-style codes; the item's SID and the items sharing its prefixes then "
                "show here.")
 
-ID = st.column_config.TextColumn("id", width="small")
-TITLE = st.column_config.TextColumn("title", width="large")
+# Widths in pixels so every column fits a half-page table without sideways scrolling (a "large" title
+# pushed the count, cosine and source columns off-screen); long titles are cut, the full one is its tooltip.
+ID = st.column_config.TextColumn("id", width=60)
+TITLE = st.column_config.TextColumn("title", width=260)
 
 
 def count_column(frame, column: str, label: str):
     top = int(frame[column].max()) if len(frame) else 1
-    return st.column_config.ProgressColumn(label, min_value=0, max_value=max(top, 1), format="%d")
+    return st.column_config.ProgressColumn(label, min_value=0, max_value=max(top, 1), format="%d", width=110)
 
 
 left, right = st.columns(2, gap="large")
 with left:
-    st.markdown(f"**:red[Training successors]** (top {len(view.successors)} of {d.get('successors', 0):,}, by count)")
+    st.markdown(f"**{palette.swatch('Training successors', palette.RELATION['NEXT'])}** (top {len(view.successors)} of {d.get('successors', 0):,}, by count)", unsafe_allow_html=True)
     if view.successors.empty:
         st.caption("No item follows it in a training sequence.")
     else:
-        st.dataframe(view.successors, hide_index=True, height=320, column_order=["item_id", "title", "count"],
+        st.dataframe(view.successors, hide_index=True, height=320, column_order=["title", "count", "item_id"],
                      column_config={"item_id": ID, "title": TITLE,
                                     "count": count_column(view.successors, "count", "transitions")})
-    st.markdown(f"**:blue[Collaborative neighbours]** (COLLAB, top {len(view.collab)})")
+    st.markdown(f"**{palette.swatch('Collaborative neighbours', palette.RELATION['COLLAB'], '┅')}** (COLLAB, top {len(view.collab)})", unsafe_allow_html=True)
     if view.collab.empty:
         st.caption("No collaborative neighbours.")
     else:
         st.dataframe(view.collab, hide_index=True, height=320,
-                     column_order=["rank", "item_id", "title", "count", "source", "via_item_id"],
-                     column_config={"item_id": ID, "title": TITLE,
-                                    "count": count_column(view.collab, "count", "co-occurrences"),
-                                    "via_item_id": st.column_config.TextColumn("via", width="small"),
+                     column_order=["rank", "title", "count", "source", "via_item_id", "item_id"],
+                     column_config={"rank": st.column_config.NumberColumn("#", width=40), "item_id": ID,
+                                    "title": st.column_config.TextColumn("title", width=200),
+                                    "count": count_column(view.collab, "count", "co-occur."),
+                                    "via_item_id": st.column_config.TextColumn("via", width=50),
                                     "source": st.column_config.TextColumn(
-                                        "source", help="cooccur: within the window; semantic_backfill: a "
-                                                       "co-occurrence neighbour of a semantic neighbour (via)")})
+                                        "source", width=90,
+                                        help="cooccur: within the window; semantic_backfill: a "
+                                             "co-occurrence neighbour of a semantic neighbour (via)")})
 with right:
-    st.markdown(f"**:red[Training predecessors]** (top {len(view.predecessors)} of {d.get('predecessors', 0):,}, by count)")
+    st.markdown(f"**{palette.swatch('Training predecessors', palette.RELATION['NEXT'])}** (top {len(view.predecessors)} of {d.get('predecessors', 0):,}, by count)", unsafe_allow_html=True)
     if view.predecessors.empty:
         st.caption("No item precedes it in a training sequence.")
     else:
-        st.dataframe(view.predecessors, hide_index=True, height=320, column_order=["item_id", "title", "count"],
+        st.dataframe(view.predecessors, hide_index=True, height=320, column_order=["title", "count", "item_id"],
                      column_config={"item_id": ID, "title": TITLE,
                                     "count": count_column(view.predecessors, "count", "transitions")})
-    st.markdown(f"**:green[Semantic neighbours]** (SIMILAR, top {len(view.similar)})")
+    st.markdown(f"**{palette.swatch('Semantic neighbours', palette.RELATION['SIMILAR'], '┅')}** (SIMILAR, top {len(view.similar)})", unsafe_allow_html=True)
     if view.similar.empty:
         st.caption("No semantic neighbours (the graph was built without --semantic, or the item has no text).")
     else:
-        st.dataframe(view.similar, hide_index=True, height=320,
-                     column_config={"item_id": ID, "title": TITLE,
+        st.dataframe(view.similar, hide_index=True, height=320, column_order=["rank", "title", "score", "item_id"],
+                     column_config={"rank": st.column_config.NumberColumn("#", width=40), "item_id": ID,
+                                    "title": TITLE,
                                     "score": st.column_config.ProgressColumn("cosine", min_value=0.0,
-                                                                             max_value=1.0, format="%.3f")})
+                                                                             max_value=1.0, format="%.3f", width=110)})

@@ -1,6 +1,9 @@
 """Overview page: dataset statistics, memorization segments, per-segment metrics of every evaluated
 model, and the gain decomposition between two models. Graph parts come from the store; model parts
 from the run folder's models/<model>/metrics_<split>.json (so they show even when the graph is down).
+
+Its settings (split, metric, K, models A and B, token-level group) are bound to the URL
+(`bind="query-params"`, the widget key is the parameter name), so a shared link reproduces the page.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 import altair as alt
 import streamlit as st
 
-from dashboard import cache, data
+from dashboard import cache, data, palette
 from graph.errors import GraphError
 
 ctx = cache.context(require_graph=False)
@@ -61,9 +64,13 @@ elif segments is not None:
     chart = alt.Chart(segments).mark_bar().encode(
         x=alt.X("share:Q", axis=alt.Axis(format="%"), title="share of test users"),
         y=alt.Y("label:N", sort=list(segments["label"]), title=None),
-        color=alt.Color("label:N", legend=None, sort=list(segments["label"])),
+        color=alt.Color("label:N", legend=None,
+                        scale=alt.Scale(domain=list(segments["label"]),
+                                        range=[palette.segment_color(s) for s in segments["segment"]])),
         tooltip=["label", "n_users", alt.Tooltip("share:Q", format=".1%")])
-    text = chart.mark_text(align="left", dx=3).encode(text=alt.Text("share:Q", format=".1%"), color=alt.value("#555"))
+    # No fixed text colour: Streamlit's chart theme picks the light or dark theme's text colour.
+    text = alt.Chart(segments).mark_text(align="left", dx=3, fontWeight="bold").encode(
+        x="share:Q", y=alt.Y("label:N", sort=list(segments["label"])), text=alt.Text("share:Q", format=".1%"))
     left.altair_chart(chart + text, width="stretch")
     right.dataframe(segments[["label", "n_users", "share"]], hide_index=True,
                     column_config={"label": "segment", "n_users": st.column_config.NumberColumn("users", format="%d"),
@@ -75,7 +82,7 @@ elif segments is not None:
 
 # -- models ----------------------------------------------------------------------------------------
 st.subheader("Evaluated models")
-split = st.segmented_control("Split", ["test", "valid"], default="test", key="overview_split") or "test"
+split = st.segmented_control("Split", ["test", "valid"], default="test", key="split", bind="query-params") or "test"
 models, skipped = cache.model_metrics(str(run), split, cache.files_version(run))
 for path in skipped:
     st.warning(f"Skipped an unreadable metrics file: `{path}`")
@@ -87,18 +94,20 @@ if not models:
 
 ks = data.available_ks(models) or [10]
 c1, c2 = st.columns([1, 2])
-metric = c1.segmented_control("Metric", ["ndcg", "recall"], default="ndcg", key="overview_metric",
+metric = c1.segmented_control("Metric", ["ndcg", "recall"], default="ndcg", key="metric", bind="query-params",
                               format_func=lambda m: {"ndcg": "NDCG", "recall": "Recall"}[m]) or "ndcg"
-k = c2.select_slider("Cut-off K", options=ks, value=10 if 10 in ks else ks[-1], key="overview_k")
+k = c2.select_slider("Cut-off K", options=ks, value=10 if 10 in ks else ks[-1], key="k", bind="query-params")
 name = f"{'NDCG' if metric == 'ndcg' else 'Recall'}@{k}"
 table = data.segment_metrics_table(models, k)
 segment_rows = table[~table["group"].str.startswith("(")]
+model_colors = palette.model_colors(m.model for m in models)
 chart = alt.Chart(segment_rows).mark_bar().encode(
     x=alt.X("group:N", sort=list(dict.fromkeys(segment_rows["group"])), title=None,
             axis=alt.Axis(labelAngle=0)),
     xOffset="model:N",
     y=alt.Y(f"{metric}:Q", title=name),
-    color=alt.Color("model:N", title="model"),
+    color=alt.Color("model:N", title="model",
+                    scale=alt.Scale(domain=list(model_colors), range=list(model_colors.values()))),
     tooltip=["model", "group", "n_users", alt.Tooltip(f"{metric}:Q", format=".4f")])
 st.altair_chart(chart, width="stretch")
 wide = table.pivot_table(index=["group", "segment"], columns="model", values=metric, sort=False).reset_index()
@@ -120,6 +129,7 @@ if token is not None:
                "the full SID is the item itself, i.e. one-hop). A generative model that emits codes can "
                "memorize these prefix transitions even for users the item graph calls uncovered.")
     group = st.segmented_control("Users", ["uncovered", "all"], default="uncovered", key="token_group",
+                                 bind="query-params",
                                  format_func={"uncovered": "uncovered (not one-hop)", "all": "all"}.get) \
         or "uncovered"
     wide, token_k = data.token_level_wide(token, group)
@@ -147,8 +157,8 @@ reference = "popularity" if "popularity" in names and best != "popularity" else 
 if reference == best:
     reference = next(n for n in names if n != best)
 c1, c2 = st.columns(2)
-a_name = c1.selectbox("Model A", names, index=names.index(best), key="gain_a")
-b_name = c2.selectbox("Model B (reference)", names, index=names.index(reference), key="gain_b")
+a_name = c1.selectbox("Model A", names, index=names.index(best), key="a", bind="query-params")
+b_name = c2.selectbox("Model B (reference)", names, index=names.index(reference), key="b", bind="query-params")
 if a_name == b_name:
     st.warning("Pick two different models.")
     st.stop()
@@ -158,23 +168,38 @@ decomposition = cache.gain_decomposition(str(run), split, by_name[a_name], by_na
 share = decomposition.covered_share
 cols = st.columns(3)
 cols[0].metric(f"Δ {name} (A − B)", f"{decomposition.delta:+.4f}")
-cols[1].metric("Share of Δ from one-hop covered users", "n/a" if share is None else f"{share:.0%}")
+cols[1].metric("Share of Δ from one-hop covered users", "n/a" if share is None else f"{share:.0%}",
+               help="contribution of the one-hop covered segment ÷ Δ. Above 100% when the other segments "
+                    "together pull the other way (A loses there); below 0% when covered users favour B.")
 cols[2].metric("Users compared", f"{decomposition.n_users:,}")
+if share is not None and (share > 1 or share < 0):
+    rest = decomposition.delta - share * decomposition.delta
+    st.caption(f"The share is {share:.0%}: one-hop covered users contribute "
+               f"{share * decomposition.delta:+.4f}, the other segments together {rest:+.4f}, so the covered "
+               "users account for " + ("more than the whole gain (A is worse than B elsewhere)." if share > 1
+                                       else "a loss that the other segments more than make up."))
 dec = decomposition.table
-chart = alt.Chart(dec).mark_bar().encode(
-    x=alt.X("contribution:Q", title=f"contribution to Δ {name}"),
-    y=alt.Y("label:N", sort=list(dec["label"]), title=None),
-    color=alt.condition(alt.datum.contribution >= 0, alt.value("#21c354"), alt.value("#ff4b4b")),
-    tooltip=["label", "n_users", alt.Tooltip("delta:Q", format="+.4f"),
-             alt.Tooltip("contribution:Q", format="+.4f")])
-st.altair_chart(chart, width="stretch")
 intervals = data.report_intervals(run, split, a_name, b_name, f"{metric}@{k}")
 if intervals is not None:
     dec = dec.merge(intervals, on="segment", how="left")
+bars = alt.Chart(dec).mark_bar().encode(
+    x=alt.X("contribution:Q", title=f"contribution to Δ {name}"),
+    y=alt.Y("label:N", sort=list(dec["label"]), title=None),
+    color=alt.condition(alt.datum.contribution >= 0, alt.value(palette.POSITIVE), alt.value(palette.NEGATIVE)),
+    tooltip=["label", "n_users", alt.Tooltip("delta:Q", format="+.4f"),
+             alt.Tooltip("contribution:Q", format="+.4f")])
+chart = bars
+if intervals is not None and {"contribution_ci_low", "contribution_ci_high"} <= set(dec.columns):
+    # 95% bootstrap intervals of each contribution from `iirg report` (no fixed colour: theme text).
+    chart = bars + alt.Chart(dec).mark_rule(strokeWidth=2).encode(
+        x="contribution_ci_low:Q", x2="contribution_ci_high:Q", y=alt.Y("label:N", sort=list(dec["label"])))
+st.altair_chart(chart, width="stretch")
+if intervals is not None:
     overall = intervals[intervals["segment"] == "all"]
     if len(overall):
         st.caption(f"95% bootstrap interval of Δ from `iirg report`: [{overall['delta_ci_low'].iloc[0]:+.4f}, "
-                   f"{overall['delta_ci_high'].iloc[0]:+.4f}]")
+                   f"{overall['delta_ci_high'].iloc[0]:+.4f}]; the lines on the bars are the intervals of "
+                   "each contribution.")
 st.dataframe(dec.drop(columns="segment").rename(columns={"mean_a": f"{a_name}", "mean_b": f"{b_name}"}),
              hide_index=True,
              column_config={"label": "segment", "share": st.column_config.NumberColumn(format="percent"),
@@ -187,4 +212,5 @@ st.dataframe(dec.drop(columns="segment").rename(columns={"mean_a": f"{a_name}", 
                                          "contribution_ci_high")}})
 st.caption(f"Δ = Σ over segments of (share of users) × (Δ inside the segment), exact. Computed "
            f"{decomposition.source}." + ("" if intervals is not None else
-           f" For 95% bootstrap intervals run `iirg report --run {run} --compare {a_name} {b_name}`."))
+           f" For 95% bootstrap intervals of exactly this view run `iirg report --run {run} --split {split} "
+           f"--k {k} --compare {a_name} {b_name}`."))

@@ -1,28 +1,42 @@
 """User explorer page: one user's history, held-out target and memorization path, beside each
 model's top-K with badges (hit, memorized, collaborative / semantic neighbourhood).
 
-The user comes from the `?user=<id>` URL parameter, the id box, or a random draw from a segment.
+State lives in the URL (`/users?user=<id>&top=10`; not `k`, which the Overview binds): a shared link
+opens the same user, every user shown is a browser history entry (Back returns to the previous user),
+and a link or Back/Forward that changes `user` wins over the id box. The box and Top-K also persist
+across page switches.
 """
 
 from __future__ import annotations
 
+import html
 import random
 import re
 from datetime import datetime, timezone
+from urllib.parse import quote
 
 import streamlit as st
 
-from dashboard import cache, data
+from dashboard import cache, data, palette
 from dashboard.drawing import MAX_LINKED, MEMORIZATION_LEGEND, linked_items, memorization_dot
 from graph.dashboard_queries import MAX_PATH_HOPS
 from graph.errors import GraphError
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:])")
+K_OPTIONS = [5, 10, 20]
 
 
 def md(text) -> str:
     """Data text shown inside markdown: every markdown (and Streamlit :colour[]) character escaped."""
     return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def item_link(title, item_id) -> str:
+    """An item title as a link to the item view, as inline HTML: Streamlit opens markdown links in a new
+    tab, this one stays in the tab (target _self), so Back returns to this user. The title is escaped
+    for HTML, then for markdown (the text between the tags is still markdown)."""
+    href = html.escape("items?item=" + quote(str(item_id), safe=""))
+    return f'<a href="{href}" target="_self">{md(html.escape(str(title), quote=False))}</a>'
 
 
 def when(ts) -> str:
@@ -36,6 +50,7 @@ def when(ts) -> str:
 
 ctx = cache.context()
 store, version = ctx.store, ctx.version
+run = ctx.settings.run
 st.title("User explorer")
 
 try:
@@ -44,8 +59,15 @@ except GraphError as e:
     st.error(f"Reading the segments failed: {e}")
     st.stop()
 
-if "user_id" not in st.session_state:
-    st.session_state["user_id"] = st.query_params.get("user", "")
+# -- state from the URL (before the widgets exist, so it can set them) ----------------------------
+# The URL wins only when it differs from what this page last wrote there: a shared or clicked link,
+# or Back / Forward. Coming back through the page menu (no query) keeps the session's user.
+url = {"user": st.query_params.get("user", ""), "top": st.query_params.get("top", "")}
+if url != st.session_state.get("_users_url"):
+    if url["user"]:
+        st.session_state["user_id"] = url["user"]
+    if url["top"].isdigit() and int(url["top"]) in K_OPTIONS:
+        st.session_state["user_k"] = int(url["top"])
 
 
 def draw_random(segment: str | None, n_users: int) -> None:
@@ -59,9 +81,22 @@ def draw_random(segment: str | None, n_users: int) -> None:
         st.session_state["user_id"] = user
 
 
+# The user is read before the segment box is drawn, so the box can show the shown user's segment.
+user_id = str(st.session_state.get("user_id") or "").strip()
+k = int(st.session_state.get("user_k", 10))
+view, load_error = None, None
+if user_id:
+    try:
+        with st.spinner(f"Reading user {user_id} from the graph…"):
+            view = cache.user_view(store, version, user_id, k, str(run), cache.files_version(run))
+    except GraphError as e:
+        load_error = f"Reading user {user_id} failed: {e}"
+    if view is not None and view.segment and not segments.empty and view.segment in set(segments["segment"]):
+        st.session_state["user_segment"] = view.segment
+
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns([2, 3, 2, 1], vertical_alignment="bottom")
-    c1.text_input("User id", key="user_id", placeholder="e.g. 1")
+    c1.text_input("User id", key="user_id", placeholder="e.g. 1", persist_state="session")
     if segments.empty:
         try:
             n_all = cache.graph_counts(store, version)["users"]
@@ -73,91 +108,105 @@ with st.container(border=True):
         c3.button("Random user", key="random_user", on_click=draw_random, args=(None, n_all))
     else:
         options = {row.segment: f"{row.label} ({row.n_users:,} users)" for row in segments.itertuples()}
-        segment = c2.selectbox("Segment", list(options), format_func=options.get, key="user_segment")
+        segment = c2.selectbox("Segment", list(options), format_func=options.get, key="user_segment",
+                               persist_state="session",
+                               help="Follows the user shown; pick one to draw a random user of it.")
         n = int(segments.loc[segments["segment"] == segment, "n_users"].iloc[0])
         c3.button("Random user of this segment", key="random_user", on_click=draw_random, args=(segment, n))
-    k = c4.selectbox("Top-K", [5, 10, 20], index=1, key="user_k")
+    c4.selectbox("Top-K", K_OPTIONS, index=1, key="user_k", persist_state="session")
 
 if "user_pick_error" in st.session_state:
     st.error(st.session_state.pop("user_pick_error"))
-user_id = st.session_state["user_id"].strip()
 if not user_id:
     st.info("Enter a user id, or draw a random user of a memorization segment.")
     if segments.empty:
-        st.caption(f"No segments yet: run `iirg analyze --run {ctx.settings.run}` to label test users.")
+        st.caption(f"No segments yet: run `iirg analyze --run {run}` to label test users.")
     st.stop()
-st.query_params["user"] = user_id
+# One browser history entry per user shown (Streamlit pushes a new entry when the query changes).
+wanted = {"user": user_id, "top": str(k)}
+if {key: st.query_params.get(key) for key in wanted} != wanted:
+    st.query_params.from_dict(wanted)
+st.session_state["_users_url"] = wanted
 
-try:
-    view = cache.user_view(store, version, user_id, k, str(ctx.settings.run), cache.files_version(ctx.settings.run))
-except GraphError as e:
-    st.error(f"Reading user {user_id} failed: {e}")
+if load_error:
+    st.error(load_error)
     st.stop()
 if not view.found or view.problem:
     st.warning(view.problem)
     st.stop()
 
 # -- header ----------------------------------------------------------------------------------------
-colour = {"one_hop": "red", "two_hop": "orange", "three_hop": "orange", "beyond": "gray",
-          "semantic_only": "green", "unreachable": "gray"}.get(view.segment or "", "gray")
-st.subheader(f"User {md(view.user_id)} :{colour}-badge[{data.segment_label(view.segment)}]")
-st.caption(f"{len(view.history)} history items · target = the held-out test item · "
-           f"{sum(view.seconds.values()) * 1000:.0f} ms of graph queries ({len(view.seconds)} queries, first load)")
+label = data.segment_label(view.segment)
+st.subheader(f"User {view.user_id} · {label}")
+st.markdown(
+    f"{palette.chip(label, palette.segment_color(view.segment), title='memorization segment (iirg analyze)')} "
+    f"&nbsp;{len(view.history)} history items · target = the held-out test item · "
+    f"{sum(view.seconds.values()) * 1000:.0f} ms of graph queries ({len(view.seconds)} queries, first load)",
+    unsafe_allow_html=True)
 
-left, right = st.columns([3, 2], gap="medium")
-with left:
+# The drawing gets the full width: in a narrower column it was scaled down to 9-11 px text.
+with st.container():
     st.markdown("**Memorization path**")
     last, target = view.last, view.target
     if view.path and view.path.hops == 1:
-        st.markdown(f":red[**One-hop memorization:**] the training sequences go from *{md(last['title'])}* "
+        st.markdown(f"**One-hop memorization:** the training sequences go from *{md(last['title'])}* "
                     f"straight to *{md(target['title'])}* ({view.path.counts[0]} time{'s' if view.path.counts[0] != 1 else ''}).")
     elif view.path:
         via = " → ".join(f"*{md(t)}*" for t in view.path.titles[1:-1])
-        st.markdown(f":orange[**{view.path.hops}-hop path:**] no training transition from the last item to "
+        st.markdown(f"**{view.path.hops}-hop path:** no training transition from the last item to "
                     f"the target; the shortest chain of transitions goes via {via}.")
     elif last["item_id"] == target["item_id"]:
         st.markdown("The target is the last history item again (a repeat); no path is drawn for a cycle.")
     else:
-        st.markdown(f":gray[**No NEXT path**] of at most {MAX_PATH_HOPS} hops from the last item to the target.")
+        st.markdown(f"**No NEXT path** of at most {MAX_PATH_HOPS} hops from the last item to the target.")
+    if not view.one_hop:
+        # Segments measure hops from the last item only; say so when other items point at the target.
+        direct = len(view.next_links)
+        st.caption("Hops are counted from the **last** history item (what a next-item model conditions on "
+                   "most), not from the whole history"
+                   + (f": {direct} other history item{'s' if direct != 1 else ''} "
+                      f"{'have' if direct != 1 else 'has'} a direct NEXT edge into the target (solid lines, "
+                      "listed under *Full history*), which does not make this user one-hop covered."
+                      if direct else "."))
     if not view.has_explanation:
         st.info("No explanation in the graph: the target is not reachable from the last item within "
                 f"{MAX_PATH_HOPS} training transitions, and no history item has it among its collaborative "
                 "or semantic neighbours. Only generalization could recommend it.")
-    st.graphviz_chart(memorization_dot(view), width="stretch")
-    st.caption(MEMORIZATION_LEGEND)
+    st.graphviz_chart(memorization_dot(view), width="content")
+    st.caption(MEMORIZATION_LEGEND, unsafe_allow_html=True)
     n_linked = len(linked_items(view))
     if n_linked > MAX_LINKED:
         st.caption(f"{n_linked} history items have an edge into the target; the {MAX_LINKED} with the most relation "
                    "types (then the most recent) are drawn, all are listed under *Full history* below.")
 
-with right:
+BADGES = [("hit", "hit", palette.RELATION["HIT"], "the held-out target"),
+          ("memorized", "memorized", palette.RELATION["NEXT"], "a training successor of the last item (NEXT)"),
+          ("collab", "collab", palette.RELATION["COLLAB"], "a collaborative neighbour of the last item (COLLAB)"),
+          ("semantic", "semantic", palette.RELATION["SIMILAR"], "a semantic neighbour of the last item (SIMILAR)")]
+
+with st.container():
     st.markdown(f"**Top-{k} of each model**")
     recs = view.recommendations
     if recs.empty:
         st.info("No model's recommendations are in the graph for this user yet. `iirg baseline <model> "
-                f"--run {ctx.settings.run}` (or `iirg evaluate`) writes them.")
-    for model, group in recs.groupby("model", sort=True):
+                f"--run {run}` (or `iirg evaluate`) writes them.")
+    colors = palette.model_colors(recs["model"]) if len(recs) else {}
+    grid = st.columns(3, gap="small")
+    for i, (model, group) in enumerate(recs.groupby("model", sort=True)):
         hit = group[group["hit"]]
         summary = f"hit at rank {int(hit['rank'].iloc[0])}" if len(hit) else "target not in the list"
-        with st.container(border=True):
-            st.markdown(f"**{md(model)}** · {summary} · {int(group['memorized'].sum())} memorized")
+        with grid[i % 3].container(border=True):
+            st.markdown(f"{palette.chip(model, colors[model], title='model')} · {summary} · "
+                        f"{int(group['memorized'].sum())} memorized", unsafe_allow_html=True)
             lines = []
             for row in group.itertuples(index=False):
-                badges = []
-                if row.hit:
-                    badges.append(":violet-badge[hit]")
-                if row.memorized:
-                    badges.append(":red-badge[memorized]")
-                if row.collab:
-                    badges.append(":blue-badge[collab]")
-                if row.semantic:
-                    badges.append(":green-badge[semantic]")
-                lines.append(f"{int(row.rank)}. {md(row.title)} {' '.join(badges)}")
-            st.markdown("\n".join(lines))
+                badges = [palette.chip(text, colour, title=tip) for column, text, colour, tip in BADGES
+                          if getattr(row, column)]
+                lines.append(f"{int(row.rank)}. {item_link(row.title, row.item_id)} {' '.join(badges)}")
+            st.markdown("\n".join(lines), unsafe_allow_html=True)
     if not recs.empty:
-        st.caption(":violet-badge[hit] the held-out target · :red-badge[memorized] a training successor of "
-                   "the last item (`NEXT`) · :blue-badge[collab] / :green-badge[semantic] a collaborative / "
-                   "semantic neighbour of the last item (`COLLAB` / `SIMILAR`)")
+        st.caption(" · ".join(f"{palette.chip(text, colour)} {tip}" for _, text, colour, tip in BADGES)
+                   + " · titles open the item", unsafe_allow_html=True)
 
 # -- history ---------------------------------------------------------------------------------------
 st.markdown("**History** (most recent last)")
@@ -168,10 +217,12 @@ if len(history) > len(recent):
     lines.append(f":gray[… {len(history) - len(recent)} earlier items]")
 for row in recent.itertuples(index=False):
     date = when(row.ts)
-    lines.append(f"- `{row.pos}` {':gray[' + date + ']' if date else ''} {md(row.title)}"
+    lines.append(f"- `{row.pos}` {':gray[' + date + ']' if date else ''} {item_link(row.title, row.item_id)}"
                  + (" :gray-badge[valid]" if row.split == "valid" else ""))
-lines.append(f"- :orange-badge[target] {md(target['title'])} {':gray[' + when(target.get('ts')) + ']' if when(target.get('ts')) else ''}")
-st.markdown("\n".join(lines))
+target_date = when(target.get("ts"))
+lines.append(f"- {palette.chip('target', palette.ORANGE)} {item_link(target['title'], target['item_id'])} "
+             f"{':gray[' + target_date + ']' if target_date else ''}")
+st.markdown("\n".join(lines), unsafe_allow_html=True)
 with st.expander(f"Full history ({len(history)} items) and the history items connected to the target"):
     st.dataframe(history[["pos", "split", "item_id", "title", "popularity"]], hide_index=True, height=260)
     for label, frame in (("NEXT (history item → target transitions)", view.next_links),
