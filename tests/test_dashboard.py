@@ -117,7 +117,7 @@ def test_overview_segments_metrics_and_gain_decomposition(monkeypatch, analyzed)
     assert any("95% bootstrap interval" in c for c in texts(at, "caption"))
 
     # Switching the metric re-decomposes Recall@10.
-    at.segmented_control(key="metric").set_value("recall").run()
+    at.segmented_control(key="metric").set_value("Recall").run()
     no_exception(at)
     shown = {m.label: m.value for m in at.metric}
     assert float(shown["Δ Recall@10 (A − B)"]) == pytest.approx(

@@ -15,6 +15,7 @@ from dashboard import cache, data, palette
 from graph.errors import GraphError
 
 ctx = cache.context(require_graph=False)
+text_color = "#fafafa" if st.context.theme.type == "dark" else "#31333f"   # Streamlit's own text colours
 run = ctx.settings.run
 st.title("Overview")
 st.caption("Where does a recommender's accuracy come from? Users are split by how far their held-out "
@@ -68,8 +69,8 @@ elif segments is not None:
                         scale=alt.Scale(domain=list(segments["label"]),
                                         range=[palette.segment_color(s) for s in segments["segment"]])),
         tooltip=["label", "n_users", alt.Tooltip("share:Q", format=".1%")])
-    # No fixed text colour: Streamlit's chart theme picks the light or dark theme's text colour.
-    text = alt.Chart(segments).mark_text(align="left", dx=3, fontWeight="bold").encode(
+    # Vega-Lite draws text black unless told: pick the text colour of the browser's theme (dark mode).
+    text = alt.Chart(segments).mark_text(align="left", dx=3, fontWeight="bold", color=text_color).encode(
         x="share:Q", y=alt.Y("label:N", sort=list(segments["label"])), text=alt.Text("share:Q", format=".1%"))
     left.altair_chart(chart + text, width="stretch")
     right.dataframe(segments[["label", "n_users", "share"]], hide_index=True,
@@ -94,8 +95,9 @@ if not models:
 
 ks = data.available_ks(models) or [10]
 c1, c2 = st.columns([1, 2])
-metric = c1.segmented_control("Metric", ["ndcg", "recall"], default="ndcg", key="metric", bind="query-params",
-                              format_func=lambda m: {"ndcg": "NDCG", "recall": "Recall"}[m]) or "ndcg"
+# Bound widgets write their option's label into the URL (`?metric=Recall`), so the labels are the options.
+metric = {"NDCG": "ndcg", "Recall": "recall"}[
+    c1.segmented_control("Metric", ["NDCG", "Recall"], default="NDCG", key="metric", bind="query-params") or "NDCG"]
 k = c2.select_slider("Cut-off K", options=ks, value=10 if 10 in ks else ks[-1], key="k", bind="query-params")
 name = f"{'NDCG' if metric == 'ndcg' else 'Recall'}@{k}"
 table = data.segment_metrics_table(models, k)
@@ -129,8 +131,7 @@ if token is not None:
                "the full SID is the item itself, i.e. one-hop). A generative model that emits codes can "
                "memorize these prefix transitions even for users the item graph calls uncovered.")
     group = st.segmented_control("Users", ["uncovered", "all"], default="uncovered", key="token_group",
-                                 bind="query-params",
-                                 format_func={"uncovered": "uncovered (not one-hop)", "all": "all"}.get) \
+                                 bind="query-params", help="uncovered: users who are not one-hop covered") \
         or "uncovered"
     wide, token_k = data.token_level_wide(token, group)
     token_models = [c for c in wide.columns if c not in ("token_level", "users")]
