@@ -1,14 +1,17 @@
 """Graph drawings as Graphviz DOT text, rendered by `st.graphviz_chart`.
 
-Why Graphviz: Streamlit renders DOT in the browser with its bundled Graphviz (WebAssembly), so the
-drawing works offline with no system graphviz and no extra package; the layout is deterministic
-(same user, same picture, which screenshots and comparisons need) and the layered `dot` layout suits
-a path read left to right. `neo4j-viz` would give an interactive canvas but is not installed and
-talks only to Neo4j-shaped data; a memorization path has at most a few dozen nodes, where a static
-layered drawing reads better than a force layout.
+Why Graphviz for the user explorer: Streamlit renders DOT in the browser with its bundled Graphviz
+(WebAssembly), offline and with no extra package; the layout is deterministic (same user, same
+picture, which screenshots and comparisons need) and the layered `dot` layout tells the story
+"history -> last item -> path -> target" left to right, which a force layout scrambles. The Cypher
+console's results are arbitrary subgraphs that grew to thousands of pixels as static drawings: there
+`result_graph` hands them to neo4j-viz (Neo4j's own NVL renderer as a Streamlit component, its
+JavaScript shipped in the wheel, so it works offline) for zoom, pan and selection; Graphviz remains
+one click away and is the fallback when neo4j-viz is not installed.
 
     memorization_dot(view)            # user explorer: history, target, NEXT path, COLLAB/SIMILAR
-    result_dot(nodes, relationships)  # Cypher console: any subgraph found in a result
+    result_dot(nodes, relationships)  # Cypher console: any subgraph found in a result (static)
+    result_graph(nodes, relationships)  # the same, interactive (neo4j-viz), None without it
 
 Colours come from dashboard/palette.py (colour-blind safe, the same on every page) and the legends
 are HTML in the same colours. Every drawn item links to the item view (`items?item=<id>`, same tab):
@@ -230,3 +233,31 @@ def legend_for(types) -> str:
     """HTML legend of the relationship types present in a console drawing (unknown types: grey)."""
     return _legend((t if t in EDGE_STYLES else "HISTORY", t) for t in sorted(set(types))) \
         + " · click an item to open it"
+
+
+def result_graph(nodes, relationships, *, max_nodes: int = 150):
+    """A console result's subgraph for neo4j-viz (interactive: zoom, pan, select), in the palette's
+    colours; None when neo4j-viz is not installed (the page then draws with Graphviz)."""
+    try:
+        from neo4j_viz import Node, Relationship, VisualizationGraph
+    except ImportError:
+        return None
+    kept, out_nodes = set(), []
+    for n in nodes[:max_nodes]:
+        props = n.properties
+        name = str(props.get("title") or props.get("id") or n.id)
+        colour = palette.RELATION["RECOMMENDED"] if n.label == "User" else palette.SKY_BLUE
+        kept.add(n.id)
+        shown = {k: v for k, v in props.items() if k not in ("embedding", "description", "sid_codes")}
+        # The colour tells users from items, so the caption is all title (neo4j-viz truncates it).
+        caption = f"User {name}" if n.label == "User" else name
+        out_nodes.append(Node(id=str(n.id), caption=caption, color=colour,
+                              properties={**shown, "label": n.label}))
+    out_rels = []
+    for i, r in enumerate(relationships):
+        if r.src not in kept or r.dst not in kept:
+            continue
+        colour = palette.RELATION.get(r.type, palette.GREY)
+        out_rels.append(Relationship(id=f"r{i}", source=str(r.src), target=str(r.dst), caption=r.type,
+                                     color=colour, properties=dict(r.properties)))
+    return VisualizationGraph(nodes=out_nodes, relationships=out_rels)

@@ -346,6 +346,12 @@ def test_console_runs_examples_as_table_and_graph(monkeypatch, analyzed):
     at.button(key="console_run").click().run()
     no_exception(at)
     assert len(at.dataframe[0].value) == 15
+    # 16 nodes: drawn interactively (neo4j-viz) by default; the static Graphviz drawing on request.
+    assert at.segmented_control(key="console_drawing_16").value == "interactive"
+    assert not graphviz_specs(at)
+    assert any("neo4j_viz_graph" in str(e.proto) for e in at.get("bidi_component"))
+    at.segmented_control(key="console_drawing_16").set_value("static").run()
+    no_exception(at)
     dot = graphviz_specs(at)[0]
     assert dot.count("->") == 15 and "NEXT" in dot
     # Parameters and the row limit.

@@ -9,6 +9,7 @@ Needs /usr/bin/chromium and the playwright package (installed by .ci/run); skips
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -257,3 +258,32 @@ def test_dark_mode_labels_are_readable(page, server):
         assert light > 40, f"percentage labels not readable in dark mode ({light} light pixels)"
     finally:
         context.close()
+
+
+@pytest.mark.slow
+def test_console_draws_large_results_interactively(page, server):
+    """A 16-node result is drawn by neo4j-viz (a canvas with zoom and pan, fixed height) instead of a
+    tall static drawing; selecting the hub item offers a link to its item view."""
+    pytest.importorskip("neo4j_viz", reason="neo4j-viz is not installed (pip install 'iirg[dashboard]')")
+    page.goto(server + "/console")
+    check(page, "18_console", "Cypher console")
+    page.get_by_label("Example queries").locator("..").click()
+    page.get_by_role("option", name="Item explorer: training successors of an item (drawn)").click()
+    settle(page)
+    page.get_by_role("button", name="Run").click()
+    check(page, "18_console_rows", "15 rows in")
+    page.get_by_role("tab", name="Graph").click()
+    drawing = page.locator('[data-testid="stBidiComponentIsolated"]').first
+    drawing.wait_for(state="visible")
+    page.wait_for_timeout(3000)   # the force layout settles
+    box = drawing.bounding_box()
+    assert 400 <= box["height"] <= 700, box   # fixed height, not thousands of pixels
+    page.screenshot(path=str(ARTIFACTS / "dashboard_19_console_interactive.png"), full_page=True)
+    # The source item is the hub, which the layout centres. Select it: a link to its item view appears.
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    settle(page)
+    link = page.get_by_role("link").filter(has_text="Open item Toy Story (1995)")
+    link.first.wait_for(state="visible")
+    link.first.click()
+    page.wait_for_url("**/items?item=1")
+    check(page, "20_item_from_console", "Item explorer", "Toy Story (1995)")

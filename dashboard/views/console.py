@@ -14,12 +14,17 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cache
-from dashboard.drawing import legend_for, result_dot
+from dashboard.drawing import legend_for, result_dot, result_graph
 from graph.console import run_read_query
 from graph.dashboard_queries import CONSOLE_EXAMPLES
 from graph.errors import ReadOnlyViolation, StoreUnavailable
 from graph.neo4j_store import redact_uri
 from ingest.errors import IirgError
+
+try:
+    from neo4j_viz.streamlit import display_widget   # optional: `pip install 'iirg[dashboard]'`
+except ImportError:
+    display_widget = None
 
 ctx = cache.context(require_graph=False)
 config = ctx.settings.store
@@ -123,8 +128,28 @@ if result is not None:
         with table_tab:
             st.dataframe(display, hide_index=True)
         with graph_tab:
-            # Natural size (readable text) up to the page width; larger drawings scale down to fit.
-            st.graphviz_chart(result_dot(result.nodes, result.relationships), width="content")
+            graph = result_graph(result.nodes, result.relationships) if display_widget is not None else None
+            # Interactive (neo4j-viz: zoom, pan, select) by default from 13 nodes, where a static
+            # layered drawing grew to thousands of pixels; small results read better static.
+            views = ["interactive", "static"] if graph is not None else ["static"]
+            default = "interactive" if graph is not None and len(result.nodes) > 12 else "static"
+            mode = st.segmented_control("Drawing", views, default=default, key=f"console_drawing_{len(result.nodes)}",
+                                        help="interactive: neo4j-viz (zoom, pan, select a node to open it); "
+                                             "static: Graphviz, a deterministic layered layout") or default
+            if mode == "interactive":
+                widget = graph.render_widget(height="560px")
+                display_widget(widget, key="console_graph")
+                by_id = {str(n.id): n for n in result.nodes}
+                picked = [by_id[i] for i in (widget.selected.nodeIds or []) if i in by_id]
+                for n in picked[:10]:
+                    if n.label == "Item" and n.properties.get("id") is not None:
+                        st.page_link("views/items.py", label=f"Open item {n.properties.get('title') or n.properties['id']}",
+                                     query_params={"item": str(n.properties["id"])}, icon=":material/category:")
+                if not picked:
+                    st.caption("Scroll to zoom, drag to pan; select an item node to get a link to it.")
+            else:
+                # Natural size (readable text) up to the page width; larger drawings scale down to fit.
+                st.graphviz_chart(result_dot(result.nodes, result.relationships), width="content")
             st.caption(legend_for(r.type for r in result.relationships), unsafe_allow_html=True)
             if len(result.nodes) > 150:
                 st.caption("Only the first 150 nodes are drawn.")
