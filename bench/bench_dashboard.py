@@ -54,7 +54,7 @@ def bench_run(run: RunPaths, n_users: int, n_items: int, warmup: int, seed: int,
         views, per_query, segments, hist_len = [], {}, [], []
         for i, user_id in enumerate(users):
             start = time.perf_counter()
-            view = data.user_view(store, user_id, k=k)
+            view = data.user_view(store, user_id, k=k, run_root=run.root)   # as the page: + models/ lists
             elapsed = (time.perf_counter() - start) * 1000
             if i < warmup:
                 continue
