@@ -218,6 +218,20 @@ def test_links_back_and_shared_urls(page, server, analyzed):
     check(page, "15_item_from_title", "Item explorer")
     assert page.locator('[data-testid="stHeading"] h3').first.text_content() == title
 
+    # A row of a neighbour table opens that item; Back returns to the previous item.
+    page.goto(f"{server}/items?item=50")
+    check(page, "15b_item_star_wars", "Star Wars (1977)", "Training successors")
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)   # the first row's selection marker
+    page.wait_for_url(lambda url: "item=50" not in url and "item=" in url)
+    settle(page)
+    assert page.locator('[data-testid="stHeading"] h3').first.text_content() != "Star Wars (1977)"
+    page.go_back()
+    page.wait_for_url("**/items?item=50")
+    settle(page)
+    assert page.locator('[data-testid="stHeading"] h3').first.text_content() == "Star Wars (1977)"
+
     # A shared Overview URL: split, metric, K and both models come back as they were.
     page.goto(f"{server}/?metric=Recall&k=5&a=popularity&b=markov")
     check(page, "16_overview_shared_url", "Gain decomposition", "Δ Recall@5 (A − B)")

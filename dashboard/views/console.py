@@ -123,8 +123,10 @@ if result is not None:
         if display[column].dtype == object:
             display[column] = display[column].map(lambda v: "" if v is None else str(v))
     if result.nodes:
-        table_tab, graph_tab = st.tabs(["Table", f"Graph ({len(result.nodes)} nodes, "
-                                                 f"{len(result.relationships)} relationships)"])
+        # The drawing's tab comes first (shown): neo4j-viz sizes its canvas when it is created, and
+        # in a hidden tab it could come up empty.
+        graph_tab, table_tab = st.tabs([f"Graph ({len(result.nodes)} nodes, "
+                                        f"{len(result.relationships)} relationships)", "Table"])
         with table_tab:
             st.dataframe(display, hide_index=True)
         with graph_tab:

@@ -121,21 +121,37 @@ def count_column(frame, column: str, label: str):
     return st.column_config.ProgressColumn(label, min_value=0, max_value=max(top, 1), format="%d", width=110)
 
 
+def table(frame, name: str, **kwargs) -> None:
+    """A neighbour table whose rows open their item: selecting a row writes it into the URL (a new
+    browser history entry, so Back returns here). The key includes the shown item, so the next item's
+    tables start without a selection."""
+    event = st.dataframe(frame, hide_index=True, height=320, on_select="rerun", selection_mode="single-row",
+                         key=f"{name}_{item_id}", **kwargs)
+    rows = event.selection.rows if event is not None else []
+    if rows:
+        st.query_params["item"] = str(frame.iloc[rows[0]]["item_id"])
+        st.rerun()
+
+
+st.caption("Select a row to open that item.")
 left, right = st.columns(2, gap="large")
 with left:
     st.markdown(f"**{palette.swatch('Training successors', palette.RELATION['NEXT'])}** (top {len(view.successors)} of {d.get('successors', 0):,}, by count)", unsafe_allow_html=True)
     if view.successors.empty:
         st.caption("No item follows it in a training sequence.")
     else:
-        st.dataframe(view.successors, hide_index=True, height=320, column_order=["title", "count", "item_id"],
+        table(view.successors, "successors", column_order=["title", "count", "item_id"],
                      column_config={"item_id": ID, "title": TITLE,
                                     "count": count_column(view.successors, "count", "transitions")})
     st.markdown(f"**{palette.swatch('Collaborative neighbours', palette.RELATION['COLLAB'], '┅')}** (COLLAB, top {len(view.collab)})", unsafe_allow_html=True)
     if view.collab.empty:
         st.caption("No collaborative neighbours.")
     else:
-        st.dataframe(view.collab, hide_index=True, height=320,
-                     column_order=["rank", "title", "count", "source", "via_item_id", "item_id"],
+        # "via" only matters for back-filled neighbours; without any, the column is left out (width).
+        backfilled = view.collab["via_item_id"].notna().any() if "via_item_id" in view.collab else False
+        table(view.collab, "collab",
+                     column_order=["rank", "title", "count", "source"] + (["via_item_id"] if backfilled else [])
+                                  + ["item_id"],
                      column_config={"rank": st.column_config.NumberColumn("#", width=40), "item_id": ID,
                                     "title": st.column_config.TextColumn("title", width=200),
                                     "count": count_column(view.collab, "count", "co-occur."),
@@ -149,14 +165,14 @@ with right:
     if view.predecessors.empty:
         st.caption("No item precedes it in a training sequence.")
     else:
-        st.dataframe(view.predecessors, hide_index=True, height=320, column_order=["title", "count", "item_id"],
+        table(view.predecessors, "predecessors", column_order=["title", "count", "item_id"],
                      column_config={"item_id": ID, "title": TITLE,
                                     "count": count_column(view.predecessors, "count", "transitions")})
     st.markdown(f"**{palette.swatch('Semantic neighbours', palette.RELATION['SIMILAR'], '┅')}** (SIMILAR, top {len(view.similar)})", unsafe_allow_html=True)
     if view.similar.empty:
         st.caption("No semantic neighbours (the graph was built without --semantic, or the item has no text).")
     else:
-        st.dataframe(view.similar, hide_index=True, height=320, column_order=["rank", "title", "score", "item_id"],
+        table(view.similar, "similar", column_order=["rank", "title", "score", "item_id"],
                      column_config={"rank": st.column_config.NumberColumn("#", width=40), "item_id": ID,
                                     "title": TITLE,
                                     "score": st.column_config.ProgressColumn("cosine", min_value=0.0,
