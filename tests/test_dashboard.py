@@ -231,6 +231,29 @@ def test_user_explorer_random_user_of_a_segment(monkeypatch, analyzed):
     assert any("3-hop path" in m for m in texts(at, "markdown"))
 
 
+def test_user_explorer_keeps_the_user_across_pages_and_follows_the_url(monkeypatch, analyzed):
+    seg = support.segments(analyzed)
+    first = str(seg[seg["segment"] == "one_hop"]["user_id"].iloc[0])
+    second = str(seg[seg["segment"] == "two_hop"]["user_id"].iloc[0])
+    at = open_user(app(monkeypatch, analyzed).run(), first)
+    at.selectbox(key="user_k").set_value(5).run()
+    query = {k: v if isinstance(v, str) else v[0] for k, v in dict(at.query_params).items()}
+    assert query == {"user": first, "top": "5"}, query
+    # Away and back through the page menu (no query string): same user, same Top-K.
+    at.switch_page("views/items.py").run()
+    at.switch_page("views/users.py").run()
+    no_exception(at)
+    assert at.subheader[0].value.startswith(f"User {first} ")
+    assert at.selectbox(key="user_k").value == 5
+    # A link or Back/Forward changes the URL: it wins over the box, and the segment box follows.
+    at.query_params["user"] = second
+    at.run()
+    no_exception(at)
+    assert at.text_input(key="user_id").value == second
+    assert at.subheader[0].value.startswith(f"User {second} ")
+    assert at.selectbox(key="user_segment").value == "two_hop"
+
+
 def test_user_explorer_unknown_user_and_fresh_build(monkeypatch, built):
     at = open_user(app(monkeypatch, built).run(), "no-such-user")
     assert any("no user with id 'no-such-user'" in w for w in texts(at, "warning"))
