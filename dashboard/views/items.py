@@ -77,10 +77,15 @@ cols[2].metric("Predecessors (NEXT in)", f"{d.get('predecessors', 0):,}")
 cols[3].metric("Transitions in", f"{d.get('in_transitions', 0):,}")
 
 # -- semantic ID -----------------------------------------------------------------------------------
+def code(text: str) -> str:
+    """Graph text shown inside markdown backticks: a backtick in it would end the code span."""
+    return str(text).replace("`", "'")
+
+
 if view.has_sids and view.sid:
     stats = data.sid_stats(ctx.settings.run) or {}
     semantic_levels = int(stats.get("levels") or len(view.sid_levels))
-    st.markdown(f"**Semantic ID** `{view.sid}`")
+    st.markdown(f"**Semantic ID** `{code(view.sid)}`")
     st.caption(
         "Residual quantization of the item's text embedding (`iirg sid`"
         + (f", {stats['method']}" if stats.get("method") else "") + "): the first code is the coarsest "
@@ -95,7 +100,7 @@ if view.has_sids and view.sid:
             name = "full SID" if disambiguation else f"first {level.level} code{'s' if level.level > 1 else ''}"
             st.metric(name, f"{level.n_items:,}", help=f"other items whose SID starts with {level.prefix}",
                       border=False)
-            st.caption(f"`{level.prefix}`")
+            st.caption(f"`{code(level.prefix)}`")
             if disambiguation:
                 st.caption("unique: names this item only")
             for row in level.items.head(5).itertuples(index=False):
