@@ -191,8 +191,8 @@ bars = alt.Chart(dec).mark_bar().encode(
              alt.Tooltip("contribution:Q", format="+.4f")])
 chart = bars
 if intervals is not None and {"contribution_ci_low", "contribution_ci_high"} <= set(dec.columns):
-    # 95% bootstrap intervals of each contribution from `iirg report` (no fixed colour: theme text).
-    chart = bars + alt.Chart(dec).mark_rule(strokeWidth=2).encode(
+    # 95% bootstrap intervals of each contribution from `iirg report`, in the theme's text colour.
+    chart = bars + alt.Chart(dec).mark_rule(strokeWidth=2, color=text_color).encode(
         x="contribution_ci_low:Q", x2="contribution_ci_high:Q", y=alt.Y("label:N", sort=list(dec["label"])))
 st.altair_chart(chart, width="stretch")
 if intervals is not None:
