@@ -469,11 +469,13 @@ def test_neo4j_backend_shows_the_same_views(monkeypatch, analyzed, neo4j_config,
     support._iirg("build", "--dataset", "ml-100k", "--run", str(run), *store_args)
     support._iirg("analyze", "--run", str(run), *store_args)
     support._iirg("baseline", "markov", "--run", str(run), "--quiet", *store_args)
+    support._iirg("sid", "--run", str(run), "--quiet", *store_args)
     seg = support.segments(analyzed)
     users = seg.groupby("segment").head(2)["user_id"].astype(str).tolist()
     with store_of(analyzed) as embedded, open_store(neo4j_config, read_only=True) as neo:
         for user in users:
-            a, b = data.user_view(embedded, user), data.user_view(neo, user)
+            # The analyzed run's markov has no RECOMMENDED edges: its list comes from models/.
+            a, b = data.user_view(embedded, user, run_root=analyzed), data.user_view(neo, user)
             assert (a.segment, a.hop, a.target, a.last) == (b.segment, b.hop, b.target, b.last), user
             assert (a.path.hops if a.path else None) == (b.path.hops if b.path else None), user
             for attr in ("next_links", "collab_links", "similar_links"):
@@ -483,6 +485,9 @@ def test_neo4j_backend_shows_the_same_views(monkeypatch, analyzed, neo4j_config,
         item_a, item_b = data.item_view(embedded, "50"), data.item_view(neo, "50")
         assert item_a.degree == item_b.degree
         assert item_a.collab["item_id"].tolist() == item_b.collab["item_id"].tolist()
+        # SID prefixes through STARTS WITH on Neo4j agree with the Neo4j run's own sids.parquet.
+        assert item_b.has_sids and item_b.sid
+        assert [level.n_items for level in item_b.sid_levels] == sid_prefix_counts(run, "50")
         assert data.search_titles(embedded, "star")["item_id"].tolist() == \
             data.search_titles(neo, "star")["item_id"].tolist()
         assert data.segment_counts(embedded).equals(data.segment_counts(neo))
