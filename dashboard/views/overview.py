@@ -174,11 +174,14 @@ cols[1].metric("Share of Δ from one-hop covered users", "n/a" if share is None 
                     "together pull the other way (A loses there); below 0% when covered users favour B.")
 cols[2].metric("Users compared", f"{decomposition.n_users:,}")
 if share is not None and (share > 1 or share < 0):
-    rest = decomposition.delta - share * decomposition.delta
-    st.caption(f"The share is {share:.0%}: one-hop covered users contribute "
-               f"{share * decomposition.delta:+.4f}, the other segments together {rest:+.4f}, so the covered "
-               "users account for " + ("more than the whole gain (A is worse than B elsewhere)." if share > 1
-                                       else "a loss that the other segments more than make up."))
+    # Shares outside 0-100% are no error: the segments' contributions have opposite signs.
+    covered_part = share * decomposition.delta
+    rest = decomposition.delta - covered_part
+    st.caption(f"The share is {share:.0%}: one-hop covered users contribute {covered_part:+.4f}, the other "
+               f"segments together {rest:+.4f}. "
+               + ("They pull the other way, so the covered users account for more than the whole difference."
+                  if share > 1 else
+                  "The covered users pull against the difference; the other segments more than make it up."))
 dec = decomposition.table
 intervals = data.report_intervals(run, split, a_name, b_name, f"{metric}@{k}")
 if intervals is not None:
