@@ -115,6 +115,10 @@ def test_overview_segments_metrics_and_gain_decomposition(monkeypatch, analyzed)
     dec = at.dataframe[-1].value
     assert {"delta_ci_low", "delta_ci_high"} <= set(dec.columns)
     assert any("95% bootstrap interval" in c for c in texts(at, "caption"))
+    # markov gains more than the whole difference on covered users (it loses elsewhere): explained.
+    share = float(shown["Share of Δ from one-hop covered users"].rstrip("%")) / 100
+    notes = [c for c in texts(at, "caption") if c.startswith("The share is")]
+    assert (share > 1 or share < 0) == bool(notes), (share, notes)
 
     # Switching the metric re-decomposes Recall@10.
     at.segmented_control(key="metric").set_value("Recall").run()
