@@ -351,8 +351,8 @@ def test_failed_ingest_leaves_previous_output_untouched(tmp_path, monkeypatch):
     bad = ml_folder(tmp_path / "bad", GOOD_DATA + ["3\tx\t5\t1"])
     assert cli.main(["ingest", "--dataset", str(bad), "--run", str(run), "--strict", "--no-progress"]) == 2
     assert {p.name: p.read_bytes() for p in (run / "dataset").iterdir()} == before
-    # no temp folders left behind (the run folder's own commit lock file may stay)
-    assert sorted(n for n in os.listdir(run) if n != ".commit.lock") == ["config.json", "dataset"]
+    # no temp folders left behind (the run folder's lock files stay)
+    assert sorted(n for n in os.listdir(run) if n not in (".lock", ".commit.lock")) == ["config.json", "dataset"]
     fresh = tmp_path / "fresh"
     assert cli.main(["ingest", "--dataset", str(ml_folder(tmp_path / "empty", data_bytes=b"")), "--run",
                      str(fresh), "--no-progress"]) == 2
