@@ -17,7 +17,7 @@ import dataclasses
 import typing
 
 def register(sub, common) -> None:
-    """Add analyze, baseline and report."""
+    """Add analyze, baseline, sid, ensemble and report."""
     p = sub.add_parser("analyze", parents=[common["run"], common["store"]],
                        help="label every evaluated user with its memorization segment",
                        description="Label the users of both splits (one_hop, two_hop, three_hop, "
@@ -176,10 +176,10 @@ def _baseline(args: argparse.Namespace, ctx) -> int:
 
 
 def _sid(args: argparse.Namespace, ctx) -> int:
+    import pandas as pd
+
     from train.report import make_console, table_to_rich
     from train.sid import SIDConfig, make_sids
-
-    import pandas as pd
 
     cfg = _config_from_flags(SIDConfig, args)
     export = _export(ctx)
