@@ -128,6 +128,19 @@ def run_ingest(args: argparse.Namespace, ctx) -> int:
     return 0
 
 
+def _kind_table(title: str, kind_header: str, counts: dict, examples: dict, examples_header: str):
+    """Rich table of report kinds by count, with their first three examples."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column(kind_header)
+    table.add_column("count", justify="right")
+    table.add_column(examples_header, overflow="fold")
+    for kind, count in sorted(counts.items(), key=lambda kv: -kv[1]):
+        table.add_row(kind, str(count), "\n".join(examples.get(kind, [])[:3]))
+    return table
+
+
 def print_summary(dataset, out: Path | None = None) -> None:
     """Rich tables: dataset stats, files read, skipped records and warnings."""
     from rich.console import Console
@@ -159,23 +172,13 @@ def print_summary(dataset, out: Path | None = None) -> None:
 
     report = dataset.report
     if report.counts:
-        skipped = Table(title=f"skipped records: {report.skipped}")
-        skipped.add_column("problem")
-        skipped.add_column("count", justify="right")
-        skipped.add_column("first examples (file:line field: message)", overflow="fold")
-        for kind, count in sorted(report.counts.items(), key=lambda kv: -kv[1]):
-            skipped.add_row(kind, str(count), "\n".join(report.examples.get(kind, [])[:3]))
-        console.print(skipped)
+        console.print(_kind_table(f"skipped records: {report.skipped}", "problem", report.counts,
+                                  report.examples, "first examples (file:line field: message)"))
     else:
         console.print("no records skipped")
     if report.fixed:
-        fixed = Table(title=f"titles cleaned: {sum(report.fixed.values())}")
-        fixed.add_column("rule")
-        fixed.add_column("count", justify="right")
-        fixed.add_column("first examples (file:line field: raw -> title)", overflow="fold")
-        for kind, count in sorted(report.fixed.items(), key=lambda kv: -kv[1]):
-            fixed.add_row(kind, str(count), "\n".join(report.fixed_examples.get(kind, [])[:3]))
-        console.print(fixed)
+        console.print(_kind_table(f"titles cleaned: {sum(report.fixed.values())}", "rule", report.fixed,
+                                  report.fixed_examples, "first examples (file:line field: raw -> title)"))
     for warning in dataset.source.get("warnings", []):
         console.print(f"[yellow]warning:[/] {warning}")
     if out is not None:

@@ -19,21 +19,12 @@ import pandas as pd
 import pytest
 
 import cli
-from ingest import IngestConfig, IngestError, load_dataset
+from ingest import IngestError
 from ingest.schema import IngestReport, build_dataset
+from test_ingest_bad_input import load, strict_error
 
 HEADER = "user_id,item_id,timestamp\n"
 GOOD = "u,a,10\nu,b,20\nu,c,30\nu,d,40\n"  # lines 2-5: one user, one training transition (a -> b)
-
-
-def load(path, **options):
-    return load_dataset(IngestConfig(dataset=str(path), progress=False, **options))
-
-
-def strict_error(path, **options) -> IngestError:
-    with pytest.raises(IngestError) as e:
-        load(path, strict=True, **options)
-    return e.value
 
 
 def held_out(ds) -> dict[str, str]:
