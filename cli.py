@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from graph.rundir import RunPaths
 from graph.store import StoreConfig
-from ingest.errors import IirgError
+from common.errors import IirgError
 
 # Packages whose commands.py registers subcommands, in pipeline order. A package that is not
 # installed with its extra (e.g. train without torch) still registers: its commands import heavy

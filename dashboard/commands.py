@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ingest.errors import IirgError
+from common.errors import IirgError
 
 APP = Path(__file__).resolve().parent / "app.py"
 

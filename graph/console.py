@@ -47,7 +47,7 @@ import pandas as pd
 from graph.errors import GraphError, ReadOnlyViolation
 from graph.readonly import check_plan, check_read_only
 from graph.store import StoreConfig, open_store
-from ingest.errors import IirgError
+from common.errors import IirgError
 
 OutputFormat = Literal["table", "csv", "json"]
 

@@ -1,8 +1,8 @@
-"""Graph-stage errors; all subclass `ingest.errors.IirgError`."""
+"""Graph-stage errors; all subclass `common.errors.IirgError`."""
 
 from __future__ import annotations
 
-from ingest.errors import IirgError
+from common.errors import IirgError
 
 
 class GraphError(IirgError):

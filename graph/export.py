@@ -26,7 +26,8 @@ import pandas as pd
 
 from graph.errors import GraphError
 from graph.rundir import git_commit
-from ingest.schema import Dataset, atomic_dir
+from common.files import atomic_dir
+from ingest.schema import Dataset
 
 NEXT_COLUMNS = ["src_item_id", "dst_item_id", "count"]
 COLLAB_COLUMNS = ["item_id", "neighbor_id", "rank", "count", "hop", "source", "via_item_id"]

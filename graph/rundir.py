@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from common.files import fsync_dir, write_json
 from graph.errors import GraphError
 
 LOCK_FILE = ".lock"
@@ -111,7 +112,7 @@ class RunPaths:
         # neither loses the other's entry.
         with _flock(self.root / COMMIT_LOCK_FILE):
             _roll_forward(self.root)
-            _write_json(self.config, _merged_config(self.config, {stage: config}))
+            write_json(self.config, _merged_config(self.config, {stage: config}), fsync=True)
 
     # -- the build lock -------------------------------------------------------------------------
     @contextmanager
@@ -199,7 +200,7 @@ class Staging:
         with _flock(root / COMMIT_LOCK_FILE):
             _roll_forward(root)
             if config is not None:
-                _write_json(self.path(self.run.config), _merged_config(self.run.config, config))
+                write_json(self.path(self.run.config), _merged_config(self.run.config, config), fsync=True)
             for name, target in self.parts.items():
                 # A rename across file systems fails, and must not fail after the commit point.
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -209,7 +210,7 @@ class Staging:
                 _fsync_tree(self.dir / "new" / name)
             journal = {"staging": self.dir.name,
                        "parts": [[name, os.path.relpath(target, root)] for name, target in self.parts.items()]}
-            _write_json(root / JOURNAL_FILE, journal)  # the commit point
+            write_json(root / JOURNAL_FILE, journal, fsync=True)  # the commit point
             _roll_forward(root)
 
 
@@ -242,9 +243,9 @@ def _roll_forward(root: Path) -> bool:
         if target.exists():
             target.rename(old / name)
         new.rename(target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     journal_path.unlink()
-    _fsync_dir(root)
+    fsync_dir(root)
     shutil.rmtree(staging, ignore_errors=True)
     return True
 
@@ -255,16 +256,6 @@ def _merged_config(path: Path, updates: dict) -> dict:
     merged["git_commit"] = git_commit()
     return merged
 
-
-def _write_json(path: Path, value: dict) -> None:
-    """Write to a temporary name, fsync, rename: the file is either the old or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(value, indent=2, default=str))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _fsync_tree(path: Path) -> None:
@@ -277,13 +268,6 @@ def _fsync_tree(path: Path) -> None:
         finally:
             os.close(fd)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def git_commit() -> str | None:

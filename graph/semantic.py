@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from common.files import write_parquet
 from graph.config import DEFAULT_EMBED_MODEL
 from graph.errors import GraphError
 
@@ -107,9 +108,7 @@ class EmbeddingCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         frame = pd.DataFrame({"key": list(vectors), "vector": [v.tolist() for v in vectors.values()]})
         name = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # unique across processes
-        tmp = self.dir / f".{name}.tmp"   # not *.parquet: readers never list a half-written file
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, self.dir / f"{name}.parquet")
+        write_parquet(self.dir / f"{name}.parquet", frame)  # a dot-temp: readers never list half a file
 
 
 @dataclass

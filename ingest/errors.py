@@ -1,10 +1,10 @@
-"""Errors of the whole project. Every error iirg raises on purpose subclasses `IirgError`."""
+"""Ingest-stage errors; all subclass `common.errors.IirgError`."""
 
 from __future__ import annotations
 
+from common.errors import ConfigError, IirgError
 
-class IirgError(Exception):
-    """Base class: the CLI prints these as one clear line, without a stack trace."""
+__all__ = ["ConfigError", "DatasetNotFound", "IirgError", "IngestError"]
 
 
 class IngestError(IirgError):
@@ -23,6 +23,3 @@ class IngestError(IirgError):
 class DatasetNotFound(IirgError):
     """A registered dataset is not on disk; the message says what to download and where to put it."""
 
-
-class ConfigError(IirgError, ValueError):
-    """An invalid option value or combination (raised by config dataclasses' __post_init__)."""

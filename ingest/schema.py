@@ -27,17 +27,14 @@ import html
 import json
 import os
 import re
-import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from common.files import atomic_dir
 from ingest.errors import IngestError
 
 ITEM_COLUMNS = ["item_id", "title", "raw_title", "description", "categories", "brand", "attributes"]
@@ -201,31 +198,6 @@ class Dataset:
                    interactions=pd.read_parquet(directory / "interactions.parquet"),
                    report=report, source=meta["source"])
 
-
-@contextmanager
-def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling of `target` to write into; when the block succeeds it replaces
-    `target` whole, when it raises it is removed. A reader never sees a half-written folder."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        yield tmp
-        replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Swap a finished folder into place: the old one is removed only once the new one is ready."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-    new.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def clean_text(value: object) -> str:

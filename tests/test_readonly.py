@@ -354,7 +354,7 @@ def test_parse_params_reads_json_values_else_strings():
 @pytest.mark.parametrize("bad", [["novalue"], ["1x=3"], ["a b=1"], ["k=1", "k=2"]])
 def test_parse_params_rejects_bad_items(bad):
     from graph.console import parse_params
-    from ingest.errors import IirgError
+    from common.errors import IirgError
     with pytest.raises(IirgError):
         parse_params(bad)
 

@@ -37,7 +37,6 @@ Outputs, per model folder `runs/<name>/models/<model>/`:
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -48,10 +47,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from common.files import write_json, write_parquet
 from graph.export import Export, load_export
 from graph.rundir import RunPaths, git_commit
 from graph.store import StoreConfig
-from ingest.errors import IirgError
+from common.errors import IirgError
 
 KS = (1, 5, 10, 20)
 Split = Literal["valid", "test"]
@@ -385,11 +385,6 @@ def compute_metrics(cases: Cases, lists: RankedLists, segments: pd.DataFrame,
 # --------------------------------------------------------------------------------------------
 # Recording a model
 # --------------------------------------------------------------------------------------------
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default))
-    os.replace(tmp, path)
-
 
 def _json_default(value):
     if isinstance(value, (np.integer,)):
@@ -400,11 +395,6 @@ def _json_default(value):
         return str(value) if isinstance(value, Path) else value.tolist()
     return str(value)
 
-
-def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def evaluated_lists_frame(cases: Cases, lists: RankedLists) -> pd.DataFrame:
@@ -475,19 +465,19 @@ def record_model(run: RunPaths, model: str, recommendations: pd.DataFrame, *, sp
     folder = run.model(model)
     folder.mkdir(parents=True, exist_ok=True)
     frame = evaluated_lists_frame(cases, lists)
-    _write_parquet(folder / f"recommendations_{split}.parquet", frame)
+    write_parquet(folder / f"recommendations_{split}.parquet", frame)
     if mask is not None:
-        _write_parquet(folder / f"users_{split}.parquet",
+        write_parquet(folder / f"users_{split}.parquet",
                        pd.DataFrame({"user_id": cases.user_ids[mask].astype(str)}))
     elif (folder / f"users_{split}.parquet").exists():
         (folder / f"users_{split}.parquet").unlink()
-    _write_json(folder / f"metrics_{split}.json", metrics)
+    write_json(folder / f"metrics_{split}.json", metrics, default=_json_default)
     info_path = folder / "info.json"
     saved = json.loads(info_path.read_text()) if info_path.exists() else {}
     saved.update({"model": model, "keep_history": keep_history})
     saved.setdefault("splits", {})[split] = {
         "config": info or {}, "recorded_at": metrics["created_at"], "git_commit": metrics["git_commit"]}
-    _write_json(info_path, saved)
+    write_json(info_path, saved, default=_json_default)
     compact = {k: v for k, v in (info or {}).items() if k not in ("history", "selection")}
     run.record_config(f"model.{model}.{split}", {"keep_history": keep_history, **compact,
                                                  "info": str(info_path)})

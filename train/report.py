@@ -19,7 +19,6 @@ Pairs: --compare A B, else every model against popularity (when it was evaluated
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from common.files import atomic_file, write_json
 from graph.export import load_export
 from graph.rundir import RunPaths, git_commit
 from train.evaluate import (KS, EvaluationError, build_cases, compare_gains, compute_metrics, gains,
@@ -218,15 +218,12 @@ def _write(folder: Path, split: str, report: dict, tables: dict[str, pd.DataFram
     written = []
     for name, table in tables.items():
         path = folder / f"{name}_{split}.csv"
-        tmp = path.with_name(f".{path.name}.tmp")
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            table.to_csv(tmp, index=False)
         written.append(path.name)
     written += _plots(folder, split, tables, cfg)
     path = folder / f"report_{split}.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({**report, "files": written}, indent=2, default=float))
-    os.replace(tmp, path)
+    write_json(path, {**report, "files": written}, default=float)
     written.append(path.name)
     return written
 

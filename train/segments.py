@@ -42,7 +42,6 @@ segment, hop, one_hop, any_hop, semantic_only, target_item_id, last_item_id.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -51,6 +50,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
+from common.files import write_json, write_parquet
 from graph.export import Export
 from graph.rundir import RunPaths, git_commit
 from graph.store import StoreConfig
@@ -233,9 +233,7 @@ def save_segments(run: RunPaths, split: str, frame: pd.DataFrame, export: Export
                   config: SegmentConfig) -> None:
     run.analysis.mkdir(parents=True, exist_ok=True)
     path = run.analysis / f"segments_{split}.parquet"
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    write_parquet(path, frame)
     meta_path = _meta_path(run)
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta[split] = {"dataset": export.manifest.get("dataset"),
@@ -247,9 +245,7 @@ def save_segments(run: RunPaths, split: str, frame: pd.DataFrame, export: Export
                    "n_users": len(frame),
                    "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "git_commit": git_commit()}
-    tmp = meta_path.with_name(".segments.json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, meta_path)
+    write_json(meta_path, meta)
 
 
 def load_segments(run: RunPaths, split: str, export: Export | None = None) -> pd.DataFrame | None:

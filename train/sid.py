@@ -33,7 +33,7 @@ import pandas as pd
 from graph.export import Export
 from graph.rundir import RunPaths
 from graph.store import StoreConfig
-from ingest.errors import IirgError
+from common.errors import IirgError
 
 SIDS_FILE = "sids.parquet"
 SID_STATS_FILE = "sid.json"

@@ -19,7 +19,7 @@ from graph.console import run_read_query
 from graph.dashboard_queries import CONSOLE_EXAMPLES
 from graph.errors import ReadOnlyViolation, StoreUnavailable
 from graph.neo4j_store import redact_uri
-from ingest.errors import IirgError
+from common.errors import IirgError
 
 try:
     from neo4j_viz.streamlit import display_widget   # optional: `pip install 'iirg[dashboard]'`

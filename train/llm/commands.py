@@ -18,7 +18,7 @@ import types
 import typing
 from pathlib import Path
 
-from ingest.errors import IirgError
+from common.errors import IirgError
 
 # Flags whose name is not simply --field-name.
 ALIASES = {"max_users": ["--users"]}

@@ -35,8 +35,8 @@ from typing import Literal
 
 import pandas as pd
 
-from ingest.errors import IirgError
-from ingest.schema import atomic_dir
+from common.errors import IirgError
+from common.files import atomic_dir
 from train.llm import prompts
 
 DATA_FORMAT_VERSION = 1

@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ingest.errors import IirgError
+from common.errors import IirgError
 from train.llm import prompts
 
 UNFILLED_SCORE = -1e8  # transformers fills unused finished-beam slots with -1e9

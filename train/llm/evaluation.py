@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
-from ingest.errors import IirgError
+from common.errors import IirgError
 
 DEFAULT_MAX_HISTORY = 20
 

@@ -39,8 +39,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
+from common.files import atomic_file, write_json
 from graph.rundir import git_commit
-from ingest.errors import IirgError
+from common.errors import IirgError
 from train.llm import prompts
 from train.llm.data import InstructionData, load_instruction_data
 
@@ -357,16 +358,10 @@ def plot_loss_curve(log_history: list[dict], path: Path, title: str) -> None:
     ax.legend(loc="upper left")
     ax.set_title(title)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
-
-def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -473,8 +468,8 @@ def finetune(config: TrainConfig) -> TrainResult:
     }
     if trainer.is_world_process_zero():
         _save_adapter(trainer.model, tokenizer, out)
-        _write_json(out / "metrics.json", metrics)
-        _write_json(out / "train_config.json", {
+        write_json(out / "metrics.json", metrics)
+        write_json(out / "train_config.json", {
             "config": config.to_dict(), "base_model": config.model, "model_type": model_type,
             "target_modules": targets, "data_config": data.meta, "git_commit": git_commit(),
             "torch_version": torch.__version__})

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ingest.errors import IirgError
+from common.errors import IirgError
 
 # LoRA target modules per architecture (model_type): attention projections + MLP, the usual set for
 # instruction tuning. Unknown architectures fall back to every Linear layer ("all-linear").

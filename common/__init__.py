@@ -1,0 +1,11 @@
+"""What every stage shares and nothing else: the project's error classes and atomic file writes.
+
+The lowest floor: `common` imports no other iirg package, and ingest, graph, evaluate, train and
+dashboard all import from it.
+"""
+
+from common.errors import ConfigError, IirgError
+from common.files import atomic_dir, atomic_file, replace_dir, write_json, write_parquet, write_text
+
+__all__ = ["ConfigError", "IirgError", "atomic_dir", "atomic_file", "replace_dir", "write_json",
+           "write_parquet", "write_text"]
