@@ -97,9 +97,11 @@ def _add_config_flags(parser: argparse.ArgumentParser, configs: dict) -> None:
     for name, fs in owners.items():
         kind = type(fs[0][1].default)
         helps = "; ".join(f"{m}: {f.metadata.get('help', '')} (default {f.default})" for m, f in fs)
+        if len(configs) == 1:
+            helps = f"{fs[0][1].metadata.get('help', '')} (default {fs[0][1].default})"
+        # argparse %-formats help strings: a literal "10%" would crash `--help`.
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, choices=choices.get(name),
-                            help=helps if len(configs) > 1 else f"{fs[0][1].metadata.get('help', '')} "
-                                                                f"(default {fs[0][1].default})")
+                            help=helps.replace("%", "%%"))
 
 
 def _config_from_flags(cls, args: argparse.Namespace):
