@@ -4,6 +4,7 @@
     iirg ingest --dataset ~/data/clicks.csv --format csv --user-col uid --item-col sku --run runs/clicks
     iirg ingest --dataset yelp --run runs/yelp --strict --min-interactions 5
     iirg datasets                                               # what is registered / present / where
+    iirg download ml-1m                                         # fetch, check sha256, unzip into the data dir
 
 `add_arguments` and `config_from_args` are reused by `iirg build`, so both commands take the same
 ingest options. Values come from the defaults, then an optional TOML file (`--config`, its
@@ -43,6 +44,7 @@ def register(sub, common) -> None:
     listing.add_argument("--data-dir", default=None, help="data folder (default: $IIRG_DATA_DIR, "
                                                           "<repo>/../shared/data, ./data)")
     listing.set_defaults(handler=run_datasets)
+    _register_download(sub)
 
 
 def add_arguments(parser: argparse.ArgumentParser, dataset_required: bool = True) -> None:
@@ -209,4 +211,57 @@ def run_datasets(args: argparse.Namespace, ctx) -> int:
     table.add_row("amazon-<category>", "amazon", "-", "raw Amazon reviews + metadata (2014, 2018 or 2023 "
                   "release), e.g. amazon-beauty, amazon-toys, amazon-video-games")
     Console().print(table)
+    return 0
+
+
+def _register_download(sub) -> None:
+    parser = sub.add_parser(
+        "download", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="download a registered dataset, check its pinned sha256 and unpack it into the data dir",
+        description="Download a registered dataset into <data dir>/<name>/, where --dataset <name> finds it.\n"
+                    "Interrupted downloads resume (<data dir>/.downloads/, HTTP Range). Each file is checked\n"
+                    "against its sha256 pinned in ingest/registry.py: a mismatch stops before anything is\n"
+                    "unpacked; a file without a pin (Amazon) is kept with a loud warning printing its sha256.\n"
+                    "A dataset already present and verified is left alone (--force downloads it again).\n"
+                    "$IIRG_DOWNLOAD_MIRROR=URL fetches <URL>/<host>/<path> instead of each original URL.",
+        epilog="examples:\n"
+               "  iirg download ml-1m && iirg build --dataset ml-1m --run runs/ml-1m\n"
+               "  iirg download amazon-beauty --release 2014     # P5's Beauty: the 2014 5-core files\n"
+               "  IIRG_DOWNLOAD_MIRROR=http://127.0.0.1:8000 iirg download ml-20m")
+    parser.add_argument("name", help="registered name: ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m, "
+                                     "ml-latest-small, amazon-office, yelp, amazon-<category>")
+    parser.add_argument("--data-dir", default=None, help="data folder (default: $IIRG_DATA_DIR, "
+                                                         "<repo>/../shared/data, ./data)")
+    parser.add_argument("--release", default=None, metavar="YEAR",
+                        help="amazon-<category>: 2014, 2018 or 2023 (default: the first the category exists in)")
+    parser.add_argument("--force", action="store_true",
+                        help="download again (no resume) and replace the dataset folder, even when present")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.set_defaults(handler=run_download)
+
+
+def run_download(args: argparse.Namespace, ctx) -> int:
+    from rich.console import Console
+
+    from ingest.download import MIRROR_ENV, download
+    from ingest.errors import DatasetNotFound
+    from ingest.registry import default_data_dir, lookup, registered_names
+
+    entry = lookup(args.name)
+    if entry is None:
+        raise DatasetNotFound(f"unknown dataset {args.name!r}: registered names are {', '.join(registered_names())}")
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir(ctx.env)
+    stderr = Console(stderr=True, highlight=False)
+
+    def log(message: str) -> None:
+        if message.startswith("WARNING"):
+            stderr.print(message, style="bold yellow", markup=False, soft_wrap=True)  # hashes stay on one line
+        else:
+            print(message, flush=True)
+
+    result = download(entry, data_dir, release=args.release, force=args.force, progress=args.progress,
+                      mirror=ctx.env.get(MIRROR_ENV) or None, log=log)
+    if result.status == "downloaded":
+        where = f" --data-dir {data_dir}" if args.data_dir else ""
+        print(f"next: iirg build --dataset {entry.name}{where} --run runs/{entry.name}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from common.errors import ConfigError, IirgError
 
-__all__ = ["ConfigError", "DatasetNotFound", "IirgError", "IngestError"]
+__all__ = ["ChecksumMismatch", "ConfigError", "DatasetNotFound", "DownloadError", "IirgError", "IngestError"]
 
 
 class IngestError(IirgError):
@@ -23,3 +23,19 @@ class IngestError(IirgError):
 class DatasetNotFound(IirgError):
     """A registered dataset is not on disk; the message says what to download and where to put it."""
 
+
+class DownloadError(IirgError):
+    """`iirg download` failed: names the URL and the local file, and what is left on disk."""
+
+    def __init__(self, message: str, *, url: str, file: str | None = None):
+        self.url, self.file = url, file
+        where = f"{url} -> {file}" if file else url
+        super().__init__(f"{where}: {message}")
+
+
+class ChecksumMismatch(DownloadError):
+    """A downloaded file's sha256 differs from the registry's pin."""
+
+    def __init__(self, message: str, *, url: str, file: str, expected: str, actual: str):
+        self.expected, self.actual = expected, actual
+        super().__init__(message, url=url, file=file)

@@ -7,8 +7,9 @@ format detection for paths.
 
 Names: ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m, ml-latest-small, amazon-office (LC-Rec copy
 of Office Products), amazon-<category> (raw 2014, 2018 or 2023 review + metadata files; aliases
-beauty, sports, toys, ...), yelp (P5 + LETTER). Nothing is downloaded: a missing dataset raises
-`DatasetNotFound` saying what to download, from where, and which folder to put it in.
+beauty, sports, toys, ...), yelp (P5 + LETTER). Resolving never downloads: a missing dataset raises
+`DatasetNotFound` saying what to download, from where, and which folder to put it in
+(`iirg download <name>`, ingest/download.py, does it and checks the pins below).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class RegistryEntry:
     files: tuple[str, ...]  # files that must be present (one set; `alternatives` for more)
     urls: tuple[str, ...]
     how: str  # what to do with the downloads; {files} and {folder} are filled in
-    sha256: Mapping[str, str] = field(default_factory=dict)
+    sha256: Mapping[str, str] = field(default_factory=dict)  # file name -> pin: downloads (zips) and files read
     optional: tuple[str, ...] = ()
     alternatives: tuple[tuple[str, ...], ...] = ()  # other acceptable file sets (Amazon releases)
     description: str = ""
@@ -57,12 +58,35 @@ AMAZON_2018_META = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2/m
 AMAZON_2023 = "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_2023/raw/"
 
 
+# sha256 of the GroupLens zips (checked by `iirg download`), copied from published checksum lists,
+# never computed here. Sources:
+#   [TFDS]  tensorflow/datasets tensorflow_datasets/url_checksums/movielens.txt
+#           @ 1c076ac3c19c8ea83e1d1a75e0623c9a699e0d7c (URL, size, sha256)
+#   [DISCO] ankane/disco-cli src/download.rs @ d4449983c0f30def1143b3ae2b6f00b3ef848347
+#   [OMNI]  ISG-Siegen/OmniRec src/omnirec/data_loaders/movielens_{100k,small,large}.py
+#           @ d631a3375e1339b3cfb7d90e776316e89e5244e2
+#   [KERAS] keras-team/keras-io examples/keras_rs/sequential_retrieval.py
+#           @ 892ce2b0936058c2ef933ea5e7b058e899ac043c
+# GroupLens has re-uploaded ml-latest* archives before (DISCO 15e4b4e8 changed ml-latest.zip's hash):
+# a mismatch there may be a new upload rather than corruption.
+MOVIELENS_ZIP_SHA256 = {
+    "ml-100k.zip": "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",  # TFDS, DISCO, OMNI
+    "ml-1m.zip": "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",  # TFDS, DISCO, OMNI, KERAS
+    "ml-10m.zip": "813c411ccb6122564edfe752e7f80c4dcc5aa25fa94c93622f6877a7ba252862",  # OMNI only
+    "ml-20m.zip": "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",  # TFDS, OMNI
+    "ml-25m.zip": "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa",  # TFDS, DISCO, OMNI
+    "ml-32m.zip": "e4a68655d7386b8f95f2f2424b2ff975dfdd15ffd59e0d864a14dca43e99d6ee",  # DISCO only (a287628e)
+    "ml-latest-small.zip": "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",  # TFDS, DISCO, OMNI
+}
+
+
 def _movielens(name: str, files: tuple[str, ...], archive: str, description: str,
                sha256: Mapping[str, str] | None = None, optional: tuple[str, ...] = ()) -> RegistryEntry:
     return RegistryEntry(
         name=name, format="movielens", folder=name, files=files, urls=(GROUPLENS + archive,),
         how=f"unzip {archive} and put {{files}} into {{folder}}/",
-        sha256=sha256 or {}, optional=optional, description=description)
+        sha256={archive: MOVIELENS_ZIP_SHA256[archive], **(sha256 or {})}, optional=optional,
+        description=description)
 
 
 ENTRIES: dict[str, RegistryEntry] = {e.name: e for e in [
@@ -163,6 +187,8 @@ def amazon_entry(name: str) -> RegistryEntry | None:
         sets.append((review_url.rsplit("/", 1)[1], meta_url.rsplit("/", 1)[1]))
         urls.extend([review_url, meta_url])
         releases.append((release, (review_url, meta_url)))
+    # No sha256 (NOT_PINNED): no published checksum was found for these files, so `iirg download`
+    # warns loudly and prints the hash it got.
     return RegistryEntry(
         name=name, format="amazon", folder=name, files=sets[0], alternatives=tuple(sets[1:]), urls=tuple(urls),
         how="put the review file and the metadata file of one release into {folder}/ (gzipped as downloaded)",
@@ -269,17 +295,18 @@ def not_found_message(entry: RegistryEntry, folder: Path) -> str:
         state = "does not exist"
     else:
         state = f"lacks {', '.join(f for f in entry.files if not (folder / f).is_file())}"
-    head = f"dataset {entry.name!r} not found: {folder} {state}."
+    head = f"dataset {entry.name!r} not found: {folder} {state}. Run `iirg download {entry.name}`, or"
     tail = f"Or point --data-dir / ${DATA_ENV} at the folder that holds {entry.folder}/."
     sets = entry.file_sets()
     if len(sets) == 1:
         how = entry.how.format(files=", ".join(entry.files + entry.optional), folder=folder)
-        pins = ", ".join(f"{f} {entry.sha256[f]}" for f in entry.files if f in entry.sha256)
+        names = dict.fromkeys([*(url.rsplit("/", 1)[1] for url in entry.urls), *entry.files])
+        pins = ", ".join(f"{f} {entry.sha256[f]}" for f in names if f in entry.sha256)
         pinned = f"Expected sha256: {pins}." if pins else f"(sha256 {NOT_PINNED}.)"
-        return f"{head} Download {' and '.join(entry.urls)}; {how}. {pinned} {tail}"
+        return f"{head} download {' and '.join(entry.urls)}; {how}. {pinned} {tail}"
     releases = [f"{label}: {' and '.join(urls)}" for label, urls in entry.releases]
     how = entry.how.format(files="", folder=folder)
-    return f"{head} Download ONE release - {'; or '.join(releases)}; {how}. (sha256 {NOT_PINNED}.) {tail}"
+    return f"{head} download ONE release - {'; or '.join(releases)}; {how}. (sha256 {NOT_PINNED}.) {tail}"
 
 
 # -- format detection ---------------------------------------------------------------------------

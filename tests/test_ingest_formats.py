@@ -391,7 +391,8 @@ def test_registry_names_and_missing_dataset_message(tmp_path):
         resolve("ml-20m", data_dir=tmp_path)
     message = str(e.value)
     assert "https://files.grouplens.org/datasets/movielens/ml-20m.zip" in message
-    assert str(tmp_path / "ml-20m") in message and "ratings.csv" in message and "not pinned" in message
+    assert str(tmp_path / "ml-20m") in message and "ratings.csv" in message
+    assert "ml-20m.zip 96f243c338a8665f" in message and "iirg download ml-20m" in message  # the zip is pinned
     with pytest.raises(DatasetNotFound) as e:
         resolve("ml-100k", data_dir=tmp_path)
     assert "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490" in str(e.value)
