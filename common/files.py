@@ -74,11 +74,19 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
+        tmp.chmod(_dir_mode())  # mkdtemp makes it 0700; the folder it becomes may be shared
         yield tmp
         replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _dir_mode() -> int:
+    """0o777 minus the process umask: the mode a plain mkdir would have given."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
 
 
 def replace_dir(new: Path, target: Path) -> None:

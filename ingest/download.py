@@ -422,7 +422,6 @@ def place(entry: RegistryEntry, folder: Path, files: tuple[str, ...], downloads:
           result: DownloadResult, *, progress: bool = True) -> None:
     """Build `folder` from verified downloads in a temporary sibling and rename it into place."""
     with atomic_dir(folder) as tmp:
-        tmp.chmod(_dir_mode())  # mkdtemp makes it 0700: the data dir may be shared
         placed: dict[str, str] = {}
         for path, record in zip(downloads, result.files):
             if path.suffix == ".zip":
@@ -444,13 +443,6 @@ def place(entry: RegistryEntry, folder: Path, files: tuple[str, ...], downloads:
             "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "sources": [asdict(record) for record in result.files],
             "files": placed}, indent=2))
-
-
-def _dir_mode() -> int:
-    """0o777 minus the process umask (what mkdir would have given)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o777 & ~umask
 
 
 def _prune_empty(folder: Path, *, stop: Path) -> None:

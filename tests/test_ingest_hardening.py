@@ -286,3 +286,19 @@ def test_cleaned_titles_survive_save_and_load(tmp_path):
     ds = load(folder)
     again = Dataset.load(ds.save(tmp_path / "out"))
     assert again.report.fixed == {"title_html": 1} and again.report.fixed_examples == ds.report.fixed_examples
+
+
+def test_atomic_dir_gives_the_folder_the_umask_mode(tmp_path):
+    """mkdtemp creates 0700 folders; a dataset or export folder in a shared place must not be one."""
+    import os
+
+    from common.files import atomic_dir
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out" / "f").read_text() == "x"
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
