@@ -144,7 +144,7 @@ def test_task_weights_scale_each_sample_and_zero_removes_it(tiny, tokenizer, dat
 
 
 def test_constrained_beam_search_returns_only_real_new_items(tiny, export):
-    from train.evaluate import eval_cases
+    from evaluate.cases import eval_cases
 
     tokenizer = load_tokenizer(str(tiny))
     model = load_base_model(str(tiny)).eval()
@@ -240,7 +240,7 @@ def test_end_to_end_nip_only_and_iirg_reach_the_report(run, tiny, data_dir, caps
         info = json.loads((run.model(model) / "info.json").read_text())
         assert info["splits"]["test"]["config"]["decode"]["invalid_rate"] == 0
     assert cli.main(["report", "--run", str(run.root), "--compare", "llm-iirg", "llm-nip",
-                     "--bootstrap", "50"]) == 0
+                     "--n-boot", "50"]) == 0
     report = json.loads((run.report / "report_test.json").read_text())
     assert {"llm-nip", "llm-iirg", "llm-base-tiny"} <= set(report["models"])
     assert set(report["metrics"]["llm-iirg"]) and set(report["metrics"]["llm-nip"])

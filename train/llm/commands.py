@@ -179,12 +179,15 @@ def run_train(args, ctx) -> int:
 
 
 def run_evaluate(args, ctx) -> int:
+    from evaluate.commands import graph_store, write_model_to_graph
     from train.llm.evaluation import EvaluateConfig, evaluate_llm
 
     config = resolve_config(EvaluateConfig, args, "evaluate")
     # Recommendations go to the graph too when the run has one (or Neo4j was given).
-    store = ctx.store if ctx.store and (ctx.store.backend == "neo4j" or ctx.run.store.exists()) else None
-    result = evaluate_llm(ctx.run, config, store=store)
+    store = graph_store(args, ctx)
+    result = evaluate_llm(ctx.run, config)
+    if store is not None:
+        write_model_to_graph(ctx, store, result["model"], config.split)
     ctx.run.record_config(f"llm_evaluate:{result['model']}", dataclasses.asdict(config))
     metrics = result["metrics"]
     overall = metrics.get("overall", metrics) if isinstance(metrics, dict) else {}
@@ -236,6 +239,7 @@ def register(sub, common) -> None:
                        help="constrained generation for held-out users -> shared evaluator -> report")
     add_config_arguments(p, EvaluateConfig)
     p.add_argument("--config", help=config_help.format("evaluate"))
+    p.add_argument("--no-graph", action="store_true", help="do not write RECOMMENDED edges")
     p.set_defaults(handler=run_evaluate)
 
 

@@ -3,10 +3,10 @@
     iirg evaluate --run runs/ml-100k --adapter runs/ml-100k/llm/adapters/iirg           # IIRG LoRA
     iirg evaluate --run runs/ml-100k --no-adapter --base-model runs/ml-100k/llm/tiny    # base model
 
-For each user of the split (`train.evaluate.eval_cases`: history -> held-out item) the prompt shows
+For each user of the split (`evaluate.cases.eval_cases`: history -> held-out item) the prompt shows
 the last `max_history` history items (the value the adapter was trained with), the decoder returns
 `num_beams` distinct real items (history excluded by default), and the list goes to
-`train.evaluate.record_model`, so the run appears in `iirg report` next to the baselines, per
+`evaluate.record.record_model`, so the run appears in `iirg report` next to the baselines, per
 segment. Decoding stats (invalid rate, which must be 0, users/s) are stored with the metrics.
 """
 
@@ -82,13 +82,14 @@ def _train_record(adapter: str) -> dict:
     return json.loads(path.read_text())
 
 
-def evaluate_llm(run, config: EvaluateConfig, *, store=None) -> dict:
+def evaluate_llm(run, config: EvaluateConfig) -> dict:
     """Decode top-K for the split's users and record them with the shared evaluator.
 
     Returns {"model", "metrics" (from record_model), "decode" (stats)}.
     """
+    from evaluate.cases import eval_cases
+    from evaluate.record import record_model
     from graph.export import load_export
-    from train.evaluate import eval_cases, record_model
     from train.llm.data import select_users
     from train.llm.decode import DecodeConfig, ItemTrie, recommend
     from train.llm.modeling import load_adapter_model, load_tokenizer, pick_device
@@ -125,7 +126,7 @@ def evaluate_llm(run, config: EvaluateConfig, *, store=None) -> dict:
             "train_tasks": record["data_config"]["config"]["tasks"] if record else None,
             "train_metrics_file": str(Path(config.adapter) / "metrics.json") if config.adapter else None}
     recommendations = result.recommendations[["user_id", "item_id", "rank", "score"]]
-    metrics = record_model(run, name, recommendations, split=config.split, store=store, info=info,
+    metrics = record_model(run, name, recommendations, split=config.split, info=info,
                            keep_history=config.include_history,
                            users=[c["user_id"] for c in case_list] if config.users else None,
                            export=export)
