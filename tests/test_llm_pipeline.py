@@ -228,7 +228,7 @@ def test_end_to_end_nip_only_and_iirg_reach_the_report(run, tiny, data_dir, caps
         best = load_file(out / "checkpoints" / f"checkpoint-{metrics['best_step']}" / "adapter_model.safetensors")
         final = load_file(out / "adapter_model.safetensors")
         assert best.keys() == final.keys() and all(torch.equal(best[k], final[k]) for k in best)
-    evaluate = ["evaluate", "--run", str(run.root), "--users", "20", "--num-beams", "10"]
+    evaluate = ["evaluate", "--run", str(run.root), "--max-users", "20", "--num-beams", "10"]
     assert cli.main([*evaluate, "--adapter", str(run.llm / "adapters" / "nip")]) == 0
     assert cli.main([*evaluate, "--adapter", str(run.llm / "adapters" / "iirg")]) == 0
     assert cli.main([*evaluate, "--no-adapter", "--base-model", str(tiny)]) == 0
