@@ -8,7 +8,7 @@ Each package registers its own subcommands (`<package>/commands.py: register(sub
 this file owns what they share: the run directory, the store options and the environment. Only this
 file reads `sys.argv` and environment variables such as NEO4J_PASSWORD. Stores are opened by the
 command handlers (from `Context.store`) and by the dashboard; everything below them gets an open
-store passed in.
+store passed in. Settings go through `common.config` (dataclass -> flags and a `--config` TOML table).
 """
 
 from __future__ import annotations
