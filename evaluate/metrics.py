@@ -152,6 +152,21 @@ def decompose(gain_a: np.ndarray, gain_b: np.ndarray, segment: np.ndarray,
                          "contribution": sums / n})
 
 
+def decompose_means(segments: Iterable[str], n_users: Iterable[int], mean_a: Iterable[float],
+                    mean_b: Iterable[float]) -> pd.DataFrame:
+    """The decomposition from per-segment means instead of per-user gains (e.g. two metrics files):
+    contribution = share x (mean_a - mean_b). Same columns as `decompose`, and the same values when
+    both models were scored on the same users."""
+    table = pd.DataFrame({"segment": list(segments), "n_users": np.asarray(list(n_users), dtype=np.int64),
+                          "mean_a": np.asarray(list(mean_a), dtype=float),
+                          "mean_b": np.asarray(list(mean_b), dtype=float)})
+    n = int(table["n_users"].sum())
+    table["share"] = table["n_users"] / n if n else 0.0
+    table["delta"] = table["mean_a"] - table["mean_b"]
+    table["contribution"] = table["share"] * table["delta"]
+    return table[["segment", "n_users", "share", "mean_a", "mean_b", "delta", "contribution"]]
+
+
 def compare_gains(gain_a: np.ndarray, gain_b: np.ndarray, segment: np.ndarray,
                   segment_names: Iterable[str], *, covered: str = "one_hop", n_boot: int = 1000,
                   seed: int = 0, level: float = 0.95, chunk: int = 100) -> dict:

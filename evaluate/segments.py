@@ -60,6 +60,15 @@ from graph.rundir import RunPaths, git_commit
 from graph.store import GraphStore
 
 SEGMENTS = ("one_hop", "two_hop", "three_hop", "semantic_only", "beyond", "unreachable")
+# How pages and tables name each segment for a reader (same order as SEGMENTS).
+SEGMENT_LABELS = {
+    "one_hop": "one-hop covered",
+    "two_hop": "2-hop",
+    "three_hop": "3-hop",
+    "semantic_only": "semantic only",
+    "beyond": "beyond 3 hops",
+    "unreachable": "unreachable",
+}
 HOP_CAP = 4  # stored hop for "reachable in more than 3 hops"
 SEGMENT_COLUMNS = ["user_id", "segment", "hop", "one_hop", "any_hop", "semantic", "semantic_only",
                    "reachable", "target_item_id", "last_item_id", "history_length",
