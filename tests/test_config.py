@@ -1,20 +1,29 @@
 """The one config mechanism (`common.config`): a dataclass -> flags and a TOML table; defaults, then
 the file's table, then the flags; unknown tables, keys and wrong types are errors naming the file,
-the table and the key."""
+the table and the key. Also: every command with settings uses it, and each of their dataclasses
+round-trips through a TOML table."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import pytest
 
+import cli
 from common.config import add_config_flags, build_config, config_from_args, read_table
 from common.errors import ConfigError
+
+COMMANDS_WITH_SETTINGS = {
+    "ingest": ["ingest"], "build": ["ingest", "build"], "baseline": ["baseline", "sasrec", "tiger"],
+    "analyze": ["analyze"], "report": ["report"], "sid": ["sid"], "ensemble": ["ensemble"],
+    "data": ["data"], "tiny-model": ["tiny"], "train": ["train"], "evaluate": ["evaluate"],
+}
 
 
 @dataclass
@@ -172,3 +181,47 @@ def test_fields_shared_by_two_tables_become_one_flag(tmp_path):
     args = p.parse_args(["--config", str(path)])
     assert config_from_args(Example, args, table="example").count == 2
     assert config_from_args(Other, args, table="other").count == 8
+
+
+# -- every command -----------------------------------------------------------------------------
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    root = cli.build_parser()
+    sub = next(a for a in root._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def test_every_command_with_settings_takes_a_config_file():
+    commands = _commands()
+    for name, tables in COMMANDS_WITH_SETTINGS.items():
+        assert list(getattr(commands[name], "config_classes", {})) == tables, name
+        assert "--config" in commands[name]._option_string_actions, name
+
+
+def _defaults_document(cls) -> dict:
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = f.default_factory()  # type: ignore[misc]
+    return out
+
+
+def test_every_settings_dataclass_documents_its_fields_and_round_trips_through_toml(tmp_path):
+    seen = {}
+    for parser in _commands().values():
+        seen.update(getattr(parser, "config_classes", {}))
+    assert set(seen) == {t for tables in COMMANDS_WITH_SETTINGS.values() for t in tables}
+    for table, cls in seen.items():
+        for f in dataclasses.fields(cls):
+            assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help"
+            hint = typing.get_type_hints(cls)[f.name]
+            assert hint is not typing.Any, f"{cls.__name__}.{f.name}"
+        values = _defaults_document(cls)
+        path = write_toml(tmp_path / f"{table}.toml", {table: values})
+        read = read_table(path, table, cls)
+        assert read == {k: v for k, v in values.items() if v is not None}, table
+        required = {f.name: "x" for f in dataclasses.fields(cls) if f.name not in values}
+        extra = {"adapter": "a"} if table == "evaluate" else {}  # evaluate needs an adapter or --no-adapter
+        built = build_config(cls, {**read, **required, **extra}, table=table)
+        assert built == cls(**{**values, **required, **extra}), table
