@@ -1,4 +1,4 @@
-"""`iirg`: one command in front of every stage (ingest -> graph -> train/evaluate -> dashboard).
+"""`iirg`: one command in front of every stage (ingest -> graph -> evaluate + train -> dashboard).
 
     iirg build --dataset ml-100k --run runs/ml-100k      # ingest + relations + export
     iirg cypher --run runs/ml-100k "MATCH (i:Item) RETURN count(i) AS n"
@@ -6,7 +6,9 @@
 
 Each package registers its own subcommands (`<package>/commands.py: register(subparsers, common)`);
 this file owns what they share: the run directory, the store options and the environment. Only this
-file reads `sys.argv` and environment variables such as NEO4J_PASSWORD.
+file reads `sys.argv` and environment variables such as NEO4J_PASSWORD. Stores are opened by the
+command handlers (from `Context.store`) and by the dashboard; everything below them gets an open
+store passed in. Settings go through `common.config` (dataclass -> flags and a `--config` TOML table).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from common.errors import IirgError
 # Packages whose commands.py registers subcommands, in pipeline order. A package that is not
 # installed with its extra (e.g. train without torch) still registers: its commands import heavy
 # dependencies only when they run.
-COMMAND_MODULES = ["ingest.commands", "graph.commands", "train.commands", "dashboard.commands"]
+COMMAND_MODULES = ["ingest.commands", "graph.commands", "evaluate.commands", "train.commands",
+                   "dashboard.commands"]
 
 
 @dataclass

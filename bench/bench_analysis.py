@@ -30,11 +30,12 @@ TARGET_S = 10.0
 
 
 def bench_labels_and_eval(run_dir: Path) -> dict:
+    from evaluate.cases import build_cases
+    from evaluate.record import record_model
+    from evaluate.segments import SegmentConfig, label_users, save_segments
     from graph.export import load_export
     from graph.rundir import RunPaths
     from train.baselines import popularity
-    from train.evaluate import build_cases, record_model
-    from train.segments import label_users, save_segments, SegmentConfig
 
     export = load_export(RunPaths.of(run_dir).export)
     cases = build_cases(export, "test")

@@ -55,7 +55,7 @@ def main(argv=None) -> int:
 
     from graph.export import load_export
     from graph.rundir import RunPaths
-    from train.evaluate import eval_cases
+    from evaluate.cases import eval_cases
     from train.llm.data import DataConfig, select_users, write_instruction_data
     from train.llm.decode import DecodeConfig, ItemTrie, recommend
     from train.llm.finetune import TrainConfig, finetune

@@ -96,14 +96,15 @@ def sid_part(run_dir: Path, args) -> dict:
 
     from graph.export import load_export
     from graph.rundir import RunPaths
-    from graph.store import StoreConfig
+    from graph.store import StoreConfig, open_store
     from train.sid import SIDConfig, codebook_usage, disambiguate, read_embeddings, rq_kmeans, rq_vae
 
     run = RunPaths.of(run_dir)
     export = load_export(run.export)
     out: dict = {"load_before": load()}
     started = time.perf_counter()
-    x = read_embeddings(StoreConfig(path=run.store), export.items["item_id"].astype(str).to_numpy())
+    with open_store(StoreConfig(path=run.store), read_only=True) as graph:
+        x = read_embeddings(graph, export.items["item_id"].astype(str).to_numpy())
     out["read_embeddings_s"] = time.perf_counter() - started
     cfg = SIDConfig(threads=args.threads)
     k = cfg.codes_per_level(len(x))
@@ -161,8 +162,8 @@ def tiger_part(run_dir: Path, args) -> dict:
     from graph.rundir import RunPaths
     from train.baselines.tiger import (LAST_STATE, SIDVocab, TIGERConfig, build_model, recommend, sid_trie, train,
                                        training_samples)
-    from train.evaluate import build_cases
-    from train.sid import load_sids
+    from evaluate.cases import build_cases
+    from evaluate.token_level import load_sids
 
     run = RunPaths.of(run_dir)
     export = load_export(run.export)

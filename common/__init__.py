@@ -1,4 +1,5 @@
-"""What every stage shares and nothing else: the project's error classes and atomic file writes.
+"""What every stage shares and nothing else: the project's error classes, atomic file writes and the
+one way settings become flags and TOML tables (`common.config`).
 
 The lowest floor: `common` imports no other iirg package, and ingest, graph, evaluate, train and
 dashboard all import from it.

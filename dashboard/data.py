@@ -8,14 +8,15 @@ No Streamlit in here: the pages call these functions through the cached wrappers
 
 Graph side (`graph.dashboard_queries`): the per-user view, the item view, title search, counts.
 Files side (written by `iirg analyze` / `iirg baseline` / `iirg evaluate`, read as plain JSON and
-Parquet; the dashboard never imports train/):
+Parquet; the dashboard imports evaluate's metrics and segment names, never train/):
     models/<model>/metrics_<split>.json          overall, per segment, groups, memorization rate
     models/<model>/recommendations_<split>.parquet  user_id, item_id, rank (after history removal)
     models/<model>/users_<split>.parquet         the evaluated subset, when the model ran on one
     analysis/segments_<split>.parquet            user_id, segment, target_item_id, ...
 
-Gain decomposition between models A and B (same definition as train.evaluate.compare_gains): over
-the users both were evaluated on, with per-user gain difference d_u = g_A(u) - g_B(u),
+Gain decomposition between models A and B: `evaluate.metrics.decompose` (the point estimates of
+`iirg report`'s `compare_gains`) over the users both were evaluated on, with per-user gain difference
+d_u = g_A(u) - g_B(u),
 
     delta = mean_u d_u = sum_s (n_s / n) * mean_{u in s} d_u = sum_s contribution_s    (exact)
 """
@@ -33,18 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evaluate.metrics import decompose, decompose_means, gains
+from evaluate.segments import SEGMENT_LABELS
 from graph.dashboard_queries import RELATION_COUNT_QUERIES, queries_for
 from graph.store import GraphStore
 
-# Segment names as `train.segments` writes them, in the order the pages show them, with labels.
-SEGMENT_LABELS = {
-    "one_hop": "one-hop covered",
-    "two_hop": "2-hop",
-    "three_hop": "3-hop",
-    "beyond": "beyond 3 hops",
-    "semantic_only": "semantic only",
-    "unreachable": "unreachable",
-}
 HISTORY_SPLITS = {"test": ["train", "valid"], "valid": ["train"]}  # what precedes each target
 
 
@@ -500,9 +494,8 @@ def _per_user_gains(run_root: Path, model: str, split: str, segments: pd.DataFra
     target = segments.set_index("user_id")["target_item_id"]
     hits = lists[lists["item_id"].to_numpy() == target.reindex(lists["user_id"]).to_numpy()]
     rank = hits.groupby("user_id")["rank"].min().reindex(segments["user_id"]).fillna(0).to_numpy()
-    gain = np.where((rank >= 1) & (rank <= k), 1.0, 0.0)
-    if metric == "ndcg":
-        gain = np.where(gain > 0, 1.0 / np.log2(np.maximum(rank, 1) + 1.0), 0.0)
+    recall, ndcg = gains(rank.astype(np.int64), k)
+    gain = ndcg if metric == "ndcg" else recall
     users = folder / f"users_{split}.parquet"
     evaluated = pd.read_parquet(users)["user_id"].astype(str) if users.exists() else segments["user_id"]
     series = pd.Series(gain, index=segments["user_id"].to_numpy())
@@ -529,30 +522,27 @@ def gain_decomposition(run_root: Path, split: str, model_a: ModelMetrics, model_
         gains_b = _per_user_gains(run_root, model_b.model, split, segments, metric, k)
         if gains_a is not None and gains_b is not None:
             common = gains_a.index.intersection(gains_b.index)
-            seg = segments.set_index("user_id")["segment"].reindex(common)
-            frame = pd.DataFrame({"segment": seg.to_numpy(), "a": gains_a[common].to_numpy(),
-                                  "b": gains_b[common].to_numpy()})
-            n = len(frame)
-            grouped = frame.groupby("segment", sort=False).agg(n_users=("a", "size"), mean_a=("a", "mean"),
-                                                                mean_b=("b", "mean"))
-            grouped = grouped.reindex([s for s in SEGMENT_LABELS if s in grouped.index]
-                                      + [s for s in grouped.index if s not in SEGMENT_LABELS])
-            table = _decomposition_table(grouped.rename_axis("segment").reset_index(), n)
-            delta = float((frame["a"] - frame["b"]).mean()) if n else 0.0
+            seg = segments.set_index("user_id")["segment"].reindex(common).astype(str).to_numpy()
+            a, b = gains_a[common].to_numpy(), gains_b[common].to_numpy()
+            n = len(common)
+            if n:
+                names = [*SEGMENT_LABELS, *sorted(set(seg) - set(SEGMENT_LABELS))]
+                table = decompose(a, b, seg, names)
+                table = _labelled(table[table["n_users"] > 0].reset_index(drop=True))
+            else:
+                table = _labelled(decompose_means([], [], [], []))
+            delta = float((a - b).mean()) if n else 0.0
             return Decomposition(model_a.model, model_b.model, f"{metric}@{k}", n, delta, table,
                                  source=f"per user, from the evaluated lists of the {n:,} users both models "
                                         "were evaluated on")
-    rows = []
     seg_a, seg_b = model_a.metrics["segments"], model_b.metrics["segments"]
     same_users = (model_a.metrics.get("n_users") == model_b.metrics.get("n_users")
                   and not model_a.metrics.get("subset") and not model_b.metrics.get("subset"))
-    for segment in [s for s in SEGMENT_LABELS if s in seg_a] + [s for s in seg_a if s not in SEGMENT_LABELS]:
-        a, b = seg_a[segment], seg_b.get(segment, {})
-        rows.append({"segment": segment, "n_users": a.get("n_users", 0),
-                     "mean_a": a.get(f"{metric}@{k}", 0.0), "mean_b": b.get(f"{metric}@{k}", 0.0)})
-    grouped = pd.DataFrame(rows)
-    n = int(grouped["n_users"].sum()) if len(grouped) else 0
-    table = _decomposition_table(grouped, n)
+    names = [s for s in SEGMENT_LABELS if s in seg_a] + [s for s in seg_a if s not in SEGMENT_LABELS]
+    table = _labelled(decompose_means(
+        names, [seg_a[s].get("n_users", 0) for s in names], [seg_a[s].get(f"{metric}@{k}", 0.0) for s in names],
+        [seg_b.get(s, {}).get(f"{metric}@{k}", 0.0) for s in names]))
+    n = int(table["n_users"].sum())
     delta = float(table["contribution"].sum()) if n else 0.0
     source = "per segment, from the two metrics files"
     if not same_users:
@@ -560,13 +550,10 @@ def gain_decomposition(run_root: Path, split: str, model_a: ModelMetrics, model_
     return Decomposition(model_a.model, model_b.model, f"{metric}@{k}", n, delta, table, source=source)
 
 
-def _decomposition_table(grouped: pd.DataFrame, n: int) -> pd.DataFrame:
-    table = grouped.copy()
+def _labelled(table: pd.DataFrame) -> pd.DataFrame:
+    table = table.copy()
     table.insert(1, "label", table["segment"].map(segment_label))
     table["n_users"] = table["n_users"].astype(int)
-    table["share"] = table["n_users"] / n if n else 0.0
-    table["delta"] = table["mean_a"] - table["mean_b"]
-    table["contribution"] = table["share"] * table["delta"]
     return table[["segment", "label", "n_users", "share", "mean_a", "mean_b", "delta", "contribution"]]
 
 

@@ -1,7 +1,7 @@
 """Cypher of the memorization analysis: segments on User nodes, RECOMMENDED edges, semantic IDs.
 
-Written by `train.segments.write_segments` (iirg analyze), `train.evaluate.record_model`
-(iirg baseline / LLM evaluation) and `train.sid.make_sids` (iirg sid); read by the dashboard and `iirg cypher`. Values are always
+Written by `evaluate.segments.write_segments` (iirg analyze), `evaluate.record.write_recommendations`
+(iirg baseline / ensemble / LLM evaluation) and `train.sid.write_sids_to_graph` (iirg sid); read by the dashboard and `iirg cypher`. Values are always
 $params, writes are `UNWIND $rows AS row`. Shared text is `*_QUERY`; where LadybugDB and Neo4j differ
 the two variants are `*_QUERY_LADYBUG` / `*_QUERY_NEO4J`, picked by `queries_for(dialect)`.
 

@@ -2,40 +2,21 @@
 
     iirg build --dataset ml-100k --run runs/ml-100k            # ingest -> relations -> export
     iirg build --run runs/ml-100k --include-valid              # rebuild from the run's dataset
+    iirg build --run runs/ml-100k --config build.toml          # settings from [ingest] and [build]
     iirg export --run runs/ml-100k                              # re-export from the store
     iirg cypher --run runs/ml-100k "MATCH (i:Item) RETURN i.title LIMIT 5" --format csv
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from dataclasses import fields
 
+from common.config import add_config_flags, config_from_args, config_values
 from graph.config import GraphConfig
 from graph.errors import GraphError
 from ingest.commands import add_arguments as add_ingest_arguments
-
-
-def _add_graph_options(parser: argparse.ArgumentParser) -> None:
-    defaults = {f.name: f for f in fields(GraphConfig)}
-
-    def help_of(name: str) -> str:
-        f = defaults[name]
-        default = f.default if f.default is not f.default_factory else None  # type: ignore[misc]
-        return f"{f.metadata['help']} (default: {default})"
-
-    parser.add_argument("--window", type=int, default=GraphConfig.window, help=help_of("window"))
-    parser.add_argument("--k", dest="collab_k", type=int, default=GraphConfig.collab_k, help=help_of("collab_k"))
-    parser.add_argument("--semantic-k", type=int, default=GraphConfig.semantic_k, help=help_of("semantic_k"))
-    parser.add_argument("--no-semantic", dest="semantic", action="store_false", help="skip SIMILAR edges and the back-fill")
-    parser.add_argument("--embed-model", default=GraphConfig.embed_model, help=help_of("embed_model"))
-    parser.add_argument("--embed-batch-size", type=int, default=GraphConfig.embed_batch_size,
-                        help=help_of("embed_batch_size"))
-    parser.add_argument("--include-valid", action="store_true", help=help_of("include_valid"))
-    parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: ~/.cache/iirg)")
 
 
 def register(sub, common) -> None:
@@ -44,8 +25,8 @@ def register(sub, common) -> None:
         help="ingest a dataset, build NEXT/COLLAB/SIMILAR relations with Cypher, export them",
         description="Ingest -> relations -> export into the run folder. Without --dataset, rebuilds "
                     "from the dataset already ingested in the run folder.")
-    add_ingest_arguments(build, dataset_required=False)
-    _add_graph_options(build)
+    add_ingest_arguments(build)
+    add_config_flags(build, GraphConfig, table="build")
     build.add_argument("--no-wait", action="store_true",
                        help="refuse (exit 2) instead of waiting when another build holds the run folder")
     build.set_defaults(handler=run_build)
@@ -68,39 +49,29 @@ def register(sub, common) -> None:
     cypher.set_defaults(handler=run_cypher)
 
 
-def _graph_config(args) -> GraphConfig:
-    values = {"window": args.window, "collab_k": args.collab_k, "semantic_k": args.semantic_k,
-              "semantic": args.semantic, "embed_model": args.embed_model,
-              "embed_batch_size": args.embed_batch_size, "include_valid": args.include_valid}
-    if args.cache_dir:
-        values["cache_dir"] = args.cache_dir
-    try:
-        return GraphConfig(**values)
-    except ValueError as e:
-        raise GraphError(str(e)) from e
-
-
 def run_build(args, ctx) -> int:
     from rich.console import Console
 
     from graph.build import build_run
-    from ingest import load_dataset
-    from ingest.commands import config_from_args
+    from ingest import IngestConfig, load_dataset
+    from ingest.commands import config_from_args as ingest_config_from_args
     from ingest.schema import Dataset
 
     console = Console()
-    config = _graph_config(args)
-    progress = args.progress is not False  # --no-progress covers ingest, build, embedding and top-k bars
+    config = config_from_args(GraphConfig, args, table="build")
+    ingest_values = config_values(IngestConfig, args, table="ingest")
+    # --no-progress covers ingest, build, embedding and top-k bars
+    progress = ingest_values.get("progress") is not False
     start = time.perf_counter()
     ingest_config = None
-    if args.dataset:
-        ingest_config = config_from_args(args, ctx.env)
+    if ingest_values.get("dataset"):
+        ingest_config = ingest_config_from_args(args, ctx.env)
         dataset = load_dataset(ingest_config)
         ingest_config = ingest_config.to_dict()
     elif (ctx.run.dataset / "dataset.json").exists():
         dataset = Dataset.load(ctx.run.dataset)
     else:
-        raise GraphError(f"{ctx.run.root} has no ingested dataset: pass --dataset")
+        raise GraphError(f"{ctx.run.root} has no ingested dataset: pass --dataset (or set it in [ingest])")
     ingest_seconds = time.perf_counter() - start
     # Nothing in the run folder changes before build_run commits: a failed build leaves it as it was.
     manifest, report = build_run(

@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from common.errors import ConfigError
+
 DEFAULT_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -37,9 +39,9 @@ class GraphConfig:
 
     def __post_init__(self):
         if self.window < 1:
-            raise ValueError("window must be >= 1")
+            raise ConfigError("window must be >= 1")
         if self.collab_k < 1 or self.semantic_k < 1:
-            raise ValueError("collab_k and semantic_k must be >= 1")
+            raise ConfigError("collab_k and semantic_k must be >= 1")
         self.cache_dir = Path(self.cache_dir)
 
     @property

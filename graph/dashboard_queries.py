@@ -84,7 +84,7 @@ RETURN i.id AS item_id, i.title AS title, h.pos AS pos, r.rank AS rank, r.score 
 ORDER BY pos
 """
 
-# Each model's top-k for the user (RECOMMENDED edges keep ranks <= 20, see train.evaluate).
+# Each model's top-k for the user (RECOMMENDED edges keep ranks <= 20, see evaluate.record).
 RECOMMENDATIONS_QUERY = """
 MATCH (u:User {id: $user_id})-[r:RECOMMENDED]->(i:Item)
 WHERE r.split = $split AND r.rank <= $k

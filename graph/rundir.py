@@ -7,7 +7,7 @@ a build changes a run all at once.
       store/graph.lbdb       embedded LadybugDB store (+ its .wal; absent when the run uses Neo4j)
       export/                relations + dataset as Parquet/JSONL with manifest.json (graph.export)
       build_report.json      seconds and counts of the last build
-      analysis/              segments per evaluated user (train.segments)
+      analysis/              segments per evaluated user (evaluate.segments)
       models/<model>/        one folder per evaluated model: recommendations.parquet, metrics.json
       report/                iirg report output: tables (JSON, CSV) and PNG plots
       llm/                   instruction data, adapters and checkpoints (train)

@@ -8,18 +8,17 @@
 
 `add_arguments` and `config_from_args` are reused by `iirg build`, so both commands take the same
 ingest options. Values come from the defaults, then an optional TOML file (`--config`, its
-[ingest] table), then the command line.
+[ingest] table), then the command line (`common.config`).
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from dataclasses import fields
 from pathlib import Path
-from typing import get_args
 
-from ingest.config import Format, IngestConfig, TimestampUnit
+from common.config import add_config_flags, build_config, config_values
+from ingest.config import IngestConfig
 
 
 def register(sub, common) -> None:
@@ -35,9 +34,6 @@ def register(sub, common) -> None:
                "  iirg ingest --dataset data/clicks.parquet --user-col uid --item-col sku --run runs/clicks\n"
                "  iirg datasets        # registered names and where their files go")
     add_arguments(parser)
-    parser.add_argument("--config", metavar="TOML", default=None,
-                        help="TOML file with ingest options (an [ingest] table or top-level keys); "
-                             "command-line options override it")
     parser.set_defaults(handler=run_ingest)
 
     listing = sub.add_parser("datasets", help="list registered datasets, their folders and whether they are present")
@@ -47,72 +43,21 @@ def register(sub, common) -> None:
     _register_download(sub)
 
 
-def add_arguments(parser: argparse.ArgumentParser, dataset_required: bool = True) -> None:
-    """The ingest options (every default None, so a TOML file can supply them)."""
-    parser.add_argument("--dataset", required=dataset_required, metavar="NAME|PATH",
-                        help="registered name (ml-100k, ml-1m, ml-20m, amazon-office, amazon-<category>, yelp) "
-                             "or a folder/file")
-    parser.add_argument("--format", choices=get_args(Format), default=None,
-                        help="input format (default auto: registry or file names)")
-    parser.add_argument("--data-dir", default=None,
-                        help="folder with one sub-folder per registered dataset (default: $IIRG_DATA_DIR, "
-                             "else <repo>/../shared/data, else ./data)")
-    parser.add_argument("--name", default=None, help="dataset name to store (default: registry/folder name)")
-    parser.add_argument("--strict", action="store_const", const=True, default=None,
-                        help="stop at the first bad record (file, line, field) instead of skipping it")
-    parser.add_argument("--min-interactions", type=int, default=None, metavar="K",
-                        help="k-core: drop users and items with fewer than K interactions, repeatedly (default 0)")
-    parser.add_argument("--encoding", default=None, help="text encoding of the input (default per format)")
-    parser.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
-                        help="no progress bars")
-    parser.add_argument("--no-verify", dest="verify_checksums", action="store_const", const=False, default=None,
-                        help="do not compare files with the registry's pinned sha256")
-    parser.add_argument("--item-id-offset", type=int, default=None, metavar="N",
-                        help="P5: item JSON key = sequence item id - N (default: detected; published files: 1)")
-    csv = parser.add_argument_group("CSV / Parquet (format csv)")
-    csv.add_argument("--user-col", default=None, help="user id column (default user_id)")
-    csv.add_argument("--item-col", default=None, help="item id column (default item_id)")
-    csv.add_argument("--timestamp-col", default=None, help="timestamp column (default: timestamp, when present)")
-    csv.add_argument("--rating-col", default=None, help="rating column (default: rating, when present)")
-    csv.add_argument("--timestamp-unit", choices=get_args(TimestampUnit), default=None,
-                     help="s, ms, iso or auto (default auto)")
-    csv.add_argument("--delimiter", default=None, help="field separator (default: tab for .tsv, else comma)")
-    csv.add_argument("--column-names", default=None, metavar="A,B,...",
-                     help="column names for an interactions file without a header line")
-    csv.add_argument("--items", dest="items_path", default=None, metavar="PATH",
-                     help="item file (CSV/TSV/Parquet) with id, title, description, categories, brand")
-    csv.add_argument("--item-id-col", default=None, help="item file id column (default item_id)")
-    csv.add_argument("--title-col", default=None, help="item file title column (default title)")
-    csv.add_argument("--description-col", default=None, help="item file description column")
-    csv.add_argument("--categories-col", default=None, help="item file categories column")
-    csv.add_argument("--brand-col", default=None, help="item file brand column")
-    csv.add_argument("--categories-sep", default=None, help="separator inside the categories field (default |)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ingest settings as flags (IngestConfig's fields) and `--config` with its [ingest] table."""
+    add_config_flags(parser, IngestConfig, table="ingest")
 
 
 def config_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> IngestConfig:
-    """Defaults <- TOML (--config) <- command line; the data dir falls back to $IIRG_DATA_DIR."""
-    from ingest.errors import ConfigError
+    """Defaults <- TOML (--config [ingest]) <- command line; the data dir falls back to $IIRG_DATA_DIR."""
     from ingest.registry import default_data_dir
 
-    values: dict = {}
-    config_path = getattr(args, "config", None)
-    if config_path:
-        import tomllib
-
-        try:
-            loaded = tomllib.loads(Path(config_path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"cannot read ingest config {config_path}: {e}") from e
-        values.update(loaded.get("ingest", loaded))
-    for f in fields(IngestConfig):
-        given = getattr(args, f.name, None)
-        if given is not None:
-            values[f.name] = given
+    values = config_values(IngestConfig, args, table="ingest")
     if not values.get("data_dir"):
         values["data_dir"] = str(default_data_dir(env))
     if values.get("delimiter") == "\\t":
         values["delimiter"] = "\t"  # typed on a shell as a two-character escape
-    return IngestConfig.from_dict(values)
+    return build_config(IngestConfig, values, table="ingest")
 
 
 def run_ingest(args: argparse.Namespace, ctx) -> int:

@@ -10,9 +10,10 @@ what `iirg ingest` records in the run's config.json.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Literal, get_args
 
+from common.config import build_config
 from ingest.errors import ConfigError
 
 Format = Literal["auto", "movielens", "lcrec", "p5", "amazon", "csv"]
@@ -119,8 +120,4 @@ class IngestConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "IngestConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown ingest option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        return build_config(cls, values, table="ingest")

@@ -1,7 +1,7 @@
 """Generic CSV/TSV/Parquet interactions (+ optional item file) with a column mapping.
 
     iirg ingest --dataset clicks.csv --format csv --user-col uid --item-col sku \\
-        --timestamp-col time --items products.parquet --title-col name --run runs/clicks
+        --timestamp-col time --items-path products.parquet --title-col name --run runs/clicks
     load_dataset(IngestConfig(dataset="clicks.csv", format="csv", user_col="uid", item_col="sku"))
 
 Defaults: columns user_id, item_id, timestamp (optional), rating (optional); item file columns

@@ -58,12 +58,12 @@ def analyzed_run(tmp_path_factory) -> Path:
     def make(folder: Path) -> None:
         shutil.copytree(built, folder, ignore=shutil.ignore_patterns(DONE))
         _iirg("analyze", "--run", str(folder))
-        _iirg("baseline", "popularity", "--run", str(folder), "--quiet")
+        _iirg("baseline", "popularity", "--run", str(folder), "--no-progress")
         # No RECOMMENDED edges: the user explorer must read its lists from models/markov/ (as for
         # any model evaluated without the graph), with the same badges.
-        _iirg("baseline", "markov", "--run", str(folder), "--quiet", "--no-graph")
-        _iirg("sid", "--run", str(folder), "--quiet")
-        _iirg("report", "--run", str(folder), "--bootstrap", "100")
+        _iirg("baseline", "markov", "--run", str(folder), "--no-progress", "--no-graph")
+        _iirg("sid", "--run", str(folder), "--no-progress")
+        _iirg("report", "--run", str(folder), "--n-boot", "100")
 
     return _cached(base, "dash-ml100k-analyzed", make)
 

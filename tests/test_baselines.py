@@ -11,14 +11,16 @@ import pytest
 
 from graph.build import build_run
 from graph.config import GraphConfig
+from evaluate.cases import build_cases
+from evaluate.lists import prepare_lists
+from evaluate.metrics import gains, hit_ranks
+from evaluate.segments import label_users
 from graph.export import Export, load_export
 from graph.rundir import RunPaths
 from graph.store import StoreConfig
 from test_segments import SEQUENCES, SIMILAR, make_run
 from train.baselines import popularity_counts, rank_users
 from train.baselines import cooccurrence, markov, popularity
-from train.evaluate import build_cases, gains, hit_ranks, prepare_lists
-from train.segments import label_users
 
 WINDOW = 3
 

@@ -129,10 +129,12 @@ def test_overview_segments_metrics_and_gain_decomposition(monkeypatch, analyzed)
 
 
 def test_gain_decomposition_matches_the_evaluator(analyzed):
-    """The dashboard reads files only; its decomposition equals train.evaluate.compare_gains."""
+    """The dashboard reads files only; its decomposition equals evaluate.metrics.compare_gains."""
+    from evaluate.cases import build_cases
+    from evaluate.lists import prepare_lists
+    from evaluate.metrics import compare_gains, gains, hit_ranks
+    from evaluate.segments import SEGMENTS
     from graph.export import load_export
-    from train.evaluate import build_cases, compare_gains, gains, hit_ranks, prepare_lists
-    from train.segments import SEGMENTS
 
     models, _ = data.load_model_metrics(analyzed, "test")
     by_name = {m.model: m for m in models}
@@ -472,8 +474,8 @@ def test_neo4j_backend_shows_the_same_views(monkeypatch, analyzed, neo4j_config,
     store_args = ["--neo4j", neo4j_config.uri, "--neo4j-user", neo4j_config.user]
     support._iirg("build", "--dataset", "ml-100k", "--run", str(run), *store_args)
     support._iirg("analyze", "--run", str(run), *store_args)
-    support._iirg("baseline", "markov", "--run", str(run), "--quiet", *store_args)
-    support._iirg("sid", "--run", str(run), "--quiet", *store_args)
+    support._iirg("baseline", "markov", "--run", str(run), "--no-progress", *store_args)
+    support._iirg("sid", "--run", str(run), "--no-progress", *store_args)
     seg = support.segments(analyzed)
     users = seg.groupby("segment").head(2)["user_id"].astype(str).tolist()
     with store_of(analyzed) as embedded, open_store(neo4j_config, read_only=True) as neo:

@@ -10,6 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evaluate.errors import EvaluationError
+from evaluate.metrics import KS, compare_gains
+from evaluate.record import record_model, recorded_lists, write_recommendations
+from evaluate.segments import SEGMENTS, analyze, write_segments
 from graph.analysis_queries import queries_for
 from graph.build import build_run
 from graph.config import GraphConfig
@@ -17,8 +21,6 @@ from graph.export import load_export
 from graph.rundir import RunPaths
 from graph.store import open_store
 from test_segments import SEQUENCES, SIMILAR, make_dataset, make_run
-from train.evaluate import KS, EvaluationError, compare_gains, record_model
-from train.segments import SEGMENTS, analyze, write_segments
 
 N_USERS = len(SEQUENCES)
 LOG3, LOG4 = 1 / math.log2(3), 1 / math.log2(4)
@@ -153,11 +155,19 @@ def test_graph_gets_segments_and_replaced_recommendations(tmp_path, store_config
     build_run(run, dataset, store_config, GraphConfig(semantic=False, window=1), progress=False)
     export = load_export(run.export)
     store = store_config
-    frames = analyze(run, export, store=store)
-    record_model(run, "hand", HAND, store=store, export=export)
-    record_model(run, "other", HAND, store=store, export=export)
-    record_model(run, "hand", HAND, store=store, export=export)  # replaces, does not add
-    record_model(run, "hand", HAND.iloc[:1], split="test", store=store, export=export)
+
+    def record(model, lists, **kwargs):  # what `iirg baseline` does: record, then write to the graph
+        record_model(run, model, lists, export=export, **kwargs)
+        with open_store(store) as graph:
+            write_recommendations(graph, model, "test", recorded_lists(run, model, "test"))
+
+    frames = analyze(run, export)
+    with open_store(store) as graph:
+        write_segments(graph, frames["test"])
+    record("hand", HAND)
+    record("other", HAND)
+    record("hand", HAND)  # replaces, does not add
+    record("hand", HAND.iloc[:1], split="test")
     with open_store(store) as graph:
         q = queries_for(graph.dialect)
         counts = graph.run_df(q.SEGMENT_COUNTS).set_index("segment")["n_users"]
@@ -173,4 +183,5 @@ def test_graph_gets_segments_and_replaced_recommendations(tmp_path, store_config
     assert users.iloc[0]["segment"] == "unreachable" and pd.isna(users.iloc[0]["hop"])
     assert users.iloc[0]["last"] == "x5"
     # relabelling with nothing but unreachable users still writes (null hops in a whole batch)
-    write_segments(store, frames["test"][frames["test"]["hop"].isna()])
+    with open_store(store) as graph:
+        write_segments(graph, frames["test"][frames["test"]["hop"].isna()])

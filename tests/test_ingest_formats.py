@@ -370,7 +370,7 @@ def test_config_validation_and_round_trip():
             IngestConfig(dataset="x", **bad)
     with pytest.raises(ConfigError):
         IngestConfig(dataset="  ")
-    with pytest.raises(ConfigError, match="unknown ingest option"):
+    with pytest.raises(ConfigError, match=r"\[ingest\] has unknown setting\(s\) usr_col"):
         IngestConfig.from_dict({"dataset": "x", "usr_col": "u"})
 
 

@@ -144,7 +144,7 @@ def test_task_weights_scale_each_sample_and_zero_removes_it(tiny, tokenizer, dat
 
 
 def test_constrained_beam_search_returns_only_real_new_items(tiny, export):
-    from train.evaluate import eval_cases
+    from evaluate.cases import eval_cases
 
     tokenizer = load_tokenizer(str(tiny))
     model = load_base_model(str(tiny)).eval()
@@ -228,7 +228,7 @@ def test_end_to_end_nip_only_and_iirg_reach_the_report(run, tiny, data_dir, caps
         best = load_file(out / "checkpoints" / f"checkpoint-{metrics['best_step']}" / "adapter_model.safetensors")
         final = load_file(out / "adapter_model.safetensors")
         assert best.keys() == final.keys() and all(torch.equal(best[k], final[k]) for k in best)
-    evaluate = ["evaluate", "--run", str(run.root), "--users", "20", "--num-beams", "10"]
+    evaluate = ["evaluate", "--run", str(run.root), "--max-users", "20", "--num-beams", "10"]
     assert cli.main([*evaluate, "--adapter", str(run.llm / "adapters" / "nip")]) == 0
     assert cli.main([*evaluate, "--adapter", str(run.llm / "adapters" / "iirg")]) == 0
     assert cli.main([*evaluate, "--no-adapter", "--base-model", str(tiny)]) == 0
@@ -240,7 +240,7 @@ def test_end_to_end_nip_only_and_iirg_reach_the_report(run, tiny, data_dir, caps
         info = json.loads((run.model(model) / "info.json").read_text())
         assert info["splits"]["test"]["config"]["decode"]["invalid_rate"] == 0
     assert cli.main(["report", "--run", str(run.root), "--compare", "llm-iirg", "llm-nip",
-                     "--bootstrap", "50"]) == 0
+                     "--n-boot", "50"]) == 0
     report = json.loads((run.report / "report_test.json").read_text())
     assert {"llm-nip", "llm-iirg", "llm-base-tiny"} <= set(report["models"])
     assert set(report["metrics"]["llm-iirg"]) and set(report["metrics"]["llm-nip"])

@@ -11,13 +11,14 @@ import pytest
 from cli import main
 from graph.build import build_run
 from graph.config import GraphConfig
+from evaluate.errors import EvaluationError
+from evaluate.record import record_model
+from evaluate.report import ReportConfig, make_report
+from evaluate.segments import SEGMENTS
 from graph.export import load_export
 from graph.rundir import RunPaths
 from graph.store import StoreConfig
 from test_segments import SEQUENCES, SIMILAR, make_dataset, make_run
-from train.evaluate import EvaluationError, record_model
-from train.report import ReportConfig, make_report
-from train.segments import SEGMENTS
 
 A = pd.DataFrame([("u_one", "x2", 1), ("u_two", "x3", 1), ("u_three", "x4", 2), ("u_three", "x9", 1)],
                  columns=["user_id", "item_id", "rank"]).query("item_id != 'x9'")
@@ -77,10 +78,10 @@ def test_cli_analyze_baseline_report(tmp_path, capsys):
     for name in ("popularity", "markov", "cooc"):
         assert main(["baseline", name, "--run", root, "--k", "5"]) == 0
     assert main(["baseline", "sasrec", "--run", root, "--max-epochs", "2", "--dim", "8",
-                 "--threads", "1", "--quiet", "--no-graph"]) == 0
+                 "--threads", "1", "--no-progress", "--no-graph"]) == 0
     out = capsys.readouterr().out
     assert "memorization rate@10" in out
-    assert main(["report", "--run", root, "--bootstrap", "50"]) == 0
+    assert main(["report", "--run", root, "--n-boot", "50"]) == 0
     out = capsys.readouterr().out
     assert "share of the gain from one-hop users" in out and "markov" in out
     config = json.loads((run.root / "config.json").read_text())

@@ -312,8 +312,8 @@ def test_no_progress_silences_every_bar(tmp_path):
     (data / "clicks.csv").write_text("\n".join(rows) + "\n")
     (data / "items.csv").write_text("item_id,title,description\n" + "".join(
         f"i{i},Thing {i},A plain object number {i} for an office desk\n" for i in range(30)))
-    common = ["build", "--dataset", data / "clicks.csv", "--format", "csv", "--items", data / "items.csv",
-              "--cache-dir", tmp_path / "cache", "--k", "3", "--semantic-k", "3"]
+    common = ["build", "--dataset", data / "clicks.csv", "--format", "csv", "--items-path", data / "items.csv",
+              "--cache-dir", tmp_path / "cache", "--collab-k", "3", "--semantic-k", "3"]
     quiet = _iirg(*common, "--run", tmp_path / "quiet", "--no-progress")
     assert quiet.returncode == 0, quiet.stderr
     assert not PROGRESS_BAR.search(quiet.stderr), quiet.stderr

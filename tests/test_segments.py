@@ -9,12 +9,12 @@ import pytest
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
+from evaluate.cases import build_cases, eval_cases
+from evaluate.segments import (HOP_CAP, SEGMENTS, SegmentConfig, analyze, hop_distances, label_users,
+                               load_segments, segment_table)
 from graph.export import Export, load_export, write_export
 from graph.rundir import RunPaths
 from ingest.schema import IngestReport, build_dataset
-from train.evaluate import build_cases, eval_cases
-from train.segments import (HOP_CAP, SEGMENTS, SegmentConfig, analyze, hop_distances, label_users,
-                            load_segments, segment_table)
 
 
 # ---- a tiny run built from sequences (shared by the other test files of this issue) ------------

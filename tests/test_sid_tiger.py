@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 
 import cli
+from evaluate.cases import Cases, build_cases
+from evaluate.token_level import SIDError, load_sids, token_level_coverage
 from graph.export import load_export
 from graph.rundir import RunPaths
 from graph.store import StoreConfig, open_store
-from train.evaluate import Cases, build_cases
-from train.sid import (SIDConfig, SIDError, codebook_usage, disambiguate, load_sids, rq_kmeans,
-                       sid_strings, token_level_coverage)
+from train.sid import SIDConfig, codebook_usage, disambiguate, rq_kmeans, sid_strings
 
 torch = pytest.importorskip("torch", reason="TIGER needs the train extra (torch)")
 
@@ -98,7 +98,7 @@ def run(ml100k_dir, tmp_path_factory) -> RunPaths:
     root = tmp_path_factory.mktemp("tiger") / "ml-100k"
     assert cli.main(["build", "--dataset", "ml-100k", "--data-dir", str(ml100k_dir.parent), "--run", str(root),
                      "--no-progress"]) == 0
-    assert cli.main(["sid", "--run", str(root), "--quiet"]) == 0
+    assert cli.main(["sid", "--run", str(root), "--no-progress"]) == 0
     return RunPaths.of(root)
 
 
@@ -160,7 +160,7 @@ def test_tiger_decodes_only_catalogue_items_outside_the_history(run, export):
 def test_saved_tiger_reloads_to_identical_scores(run, export):
     from train.baselines.tiger import CHECKPOINT, load_checkpoint, recommend, sid_trie
 
-    assert cli.main(["baseline", "tiger", "--run", str(run.root), "--no-graph", "--quiet", "--d-model", "32",
+    assert cli.main(["baseline", "tiger", "--run", str(run.root), "--no-graph", "--no-progress", "--d-model", "32",
                      "--d-ff", "64", "--layers", "1", "--heads", "2", "--max-history", "10",
                      "--max-epochs", "1", "--eval-users", "64", "--time-budget-min", "0.05",
                      "--threads", "1"]) == 0
@@ -210,7 +210,7 @@ def test_ensemble_indicator_never_reads_the_held_out_item(export):
 
 def test_ensemble_routes_and_is_recorded(run, export):
     for model in ("popularity", "markov"):
-        assert cli.main(["baseline", model, "--run", str(run.root), "--no-graph", "--quiet"]) == 0
+        assert cli.main(["baseline", model, "--run", str(run.root), "--no-graph", "--no-progress"]) == 0
     assert cli.main(["ensemble", "--run", str(run.root), "--covered", "markov", "--uncovered", "popularity",
                      "--no-graph"]) == 0
     info = json.loads((run.model("ensemble-markov-popularity") / "info.json").read_text())
@@ -222,7 +222,7 @@ def test_ensemble_routes_and_is_recorded(run, export):
 
 
 def test_report_has_token_level_memorization(run, export):
-    from train.report import ReportConfig, make_report
+    from evaluate.report import ReportConfig, make_report
 
     assert cli.main(["analyze", "--run", str(run.root), "--no-graph"]) == 0
     report = make_report(run, ReportConfig(n_boot=50))

@@ -26,11 +26,15 @@ from typing import Callable, Literal
 import numpy as np
 import pandas as pd
 
+from common.errors import ConfigError
+from evaluate.cases import Cases, build_cases, item_codes
+from evaluate.errors import EvaluationError
+from evaluate.lists import prepare_lists
+from evaluate.metrics import gains, hit_ranks
+from evaluate.record import record_model
 from graph.export import Export
 from graph.rundir import RunPaths
 from train.baselines import SELECT_K
-from train.evaluate import (Cases, EvaluationError, build_cases, gains, hit_ranks, item_codes,
-                            prepare_lists)
 
 RRF_C = 10.0  # reciprocal-rank offset: the top item of a 20-item list weighs 1.9x the 10th
 
@@ -45,14 +49,22 @@ class EnsembleConfig:
         "help": "route: one model's list per user; interpolate: indicator-weighted rank fusion"})
     name: str = field(default="", metadata={"help": "model name to record (default ensemble-<A>-<B>)"})
     k: int = field(default=20, metadata={"help": "length of each combined list"})
+    split: Literal["valid", "test"] = field(default="test", metadata={
+        "help": "test: choose on valid, then combine test once; valid: the choice only"})
 
     def __post_init__(self):
         if self.mode not in ("route", "interpolate"):
-            raise ValueError(f"mode must be route or interpolate, not {self.mode!r}")
+            raise ConfigError(f"mode must be route or interpolate, not {self.mode!r}")
         if self.covered == self.uncovered:
-            raise ValueError("--covered and --uncovered must be two different models")
+            raise ConfigError("--covered and --uncovered must be two different models")
+        if self.k < 1:
+            raise ConfigError("k must be >= 1")
         if not self.name:
             self.name = f"ensemble-{self.covered}-{self.uncovered}" + ("-interp" if self.mode == "interpolate" else "")
+
+    def combination(self) -> dict:
+        """What the combined lists depend on (every setting but the split, which the records key by)."""
+        return {k: v for k, v in asdict(self).items() if k != "split"}
 
 
 def successor_mass(export: Export, last_items: np.ndarray) -> np.ndarray:
@@ -122,11 +134,9 @@ def weights_for(cfg: EnsembleConfig, users: np.ndarray, mass: np.ndarray, param:
     return pd.Series(w, index=pd.Index(users, dtype=str))
 
 
-def run_ensemble(run: RunPaths, export: Export, cfg: EnsembleConfig, *, split: str = "test", store=None,
+def run_ensemble(run: RunPaths, export: Export, cfg: EnsembleConfig, *,
                  log: Callable[[str], None] = print) -> dict:
     """Choose the threshold / tau on valid, record valid, then combine and record test once."""
-    from train.evaluate import record_model
-
     keep = {m: _keep_history(run, m) for m in (cfg.covered, cfg.uncovered)}
     if len(set(keep.values())) > 1:
         raise EvaluationError(f"the two models differ in keep_history ({keep}): their lists cannot be combined")
@@ -146,11 +156,11 @@ def run_ensemble(run: RunPaths, export: Export, cfg: EnsembleConfig, *, split: s
     what = "threshold" if cfg.mode == "route" else "tau"
     log(f"{cfg.name}: {what} {best:g} (successor mass of the last item), valid Recall@{SELECT_K} "
         f"{best_score:.4f}; {len(selection)} settings tried")
-    info = {"config": asdict(cfg), what: best, "indicator": "successor mass of the last history item "
+    info = {"config": cfg.combination(), what: best, "indicator": "successor mass of the last history item "
             "(training NEXT counts); the target is never read", "selection": selection,
             "selected_by": f"valid recall@{SELECT_K}"}
     out = {"best": best, "selection": selection}
-    splits = ("valid", "test") if split == "test" else ("valid",)
+    splits = ("valid", "test") if cfg.split == "test" else ("valid",)
     for name in splits:
         cases = valid if name == "valid" else build_cases(export, "test")
         mass = mass_v if name == "valid" else user_indicator(export, cases)
@@ -158,7 +168,7 @@ def run_ensemble(run: RunPaths, export: Export, cfg: EnsembleConfig, *, split: s
                                                    _load_lists(run, cfg.uncovered, name))
         weights = weights_for(cfg, cases.user_ids, mass, best)
         lists = combine(a, b, weights, cfg.k)
-        out[name] = record_model(run, cfg.name, lists, split=name, store=store if name == split else None,
+        out[name] = record_model(run, cfg.name, lists, split=name,
                                  info={**info, "share_to_covered_model": float((weights >= 0.5).mean())},
                                  keep_history=keep_history, export=export)
     return out

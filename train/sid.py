@@ -15,13 +15,14 @@ item (as TIGER does), so all SIDs have `levels + 1` codes and each names exactly
 Outputs: `export/sids.parquet` (item_id, sid "<a_12><b_3><c_200><d_0>", sid_codes), `export/sid.json`
 (config and statistics: collision rate before disambiguation, codebook use per level), an `sids`
 entry in the export manifest, and `sid` / `sid_codes` on the graph's `:Item` nodes (both backends).
-The embeddings are read from the graph (`Item.embedding`, written by `iirg build`).
+The embeddings are read from the graph (`Item.embedding`, written by `iirg build`); the command opens
+the store and hands it to `read_embeddings` and `write_sids_to_graph`. Reading the SIDs back
+(`load_sids`) and the token-level analysis live in `evaluate.token_level`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,18 +31,13 @@ from typing import Callable, Literal
 import numpy as np
 import pandas as pd
 
+from common.errors import ConfigError
+from common.files import atomic_file
+from evaluate.token_level import SID_STATS_FILE, SIDS_FILE, SIDError
 from graph.export import Export
-from graph.rundir import RunPaths
-from graph.store import StoreConfig
-from common.errors import IirgError
+from graph.store import GraphStore
 
-SIDS_FILE = "sids.parquet"
-SID_STATS_FILE = "sid.json"
 LEVEL_LETTERS = "abcdefghijklmnopqrstuvwxyz"
-
-
-class SIDError(IirgError):
-    """Semantic IDs cannot be made or read (no embeddings, bad settings, stale file)."""
 
 
 @dataclass
@@ -65,20 +61,19 @@ class SIDConfig:
 
     def __post_init__(self):
         if self.method not in ("rq-kmeans", "rq-vae"):
-            raise ValueError(f"method must be rq-kmeans or rq-vae, not {self.method!r}")
+            raise ConfigError(f"method must be rq-kmeans or rq-vae, not {self.method!r}")
         if not 1 <= self.levels <= len(LEVEL_LETTERS) - 1:
-            raise ValueError(f"levels must be in 1..{len(LEVEL_LETTERS) - 1}")
+            raise ConfigError(f"levels must be in 1..{len(LEVEL_LETTERS) - 1}")
         if self.codebook_size == 1 or self.codebook_size < 0:
-            raise ValueError("codebook_size must be >= 2 (or 0 for auto)")
+            raise ConfigError("codebook_size must be >= 2 (or 0 for auto)")
         if self.epochs < 1 or self.batch_size < 1 or self.latent_dim < 1:
-            raise ValueError("epochs, batch_size and latent_dim must be >= 1")
+            raise ConfigError("epochs, batch_size and latent_dim must be >= 1")
         try:
             dims = [int(d) for d in self.hidden_dims.split(",") if d.strip()]
         except ValueError:
             dims = [0]
         if any(d < 1 for d in dims):
-            raise ValueError(f"hidden_dims must be comma-separated positive sizes, not {self.hidden_dims!r}")
-
+            raise ConfigError(f"hidden_dims must be comma-separated positive sizes, not {self.hidden_dims!r}")
 
     def codes_per_level(self, n_items: int) -> int:
         """The codebook size used for `n_items` items.
@@ -248,18 +243,16 @@ def sid_strings(codes: np.ndarray) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Run folder and graph
+# Run folder and graph (the store is opened by the command and passed in)
 # --------------------------------------------------------------------------------------------
-def read_embeddings(store: StoreConfig, item_ids: np.ndarray) -> np.ndarray:
+def read_embeddings(graph: GraphStore, item_ids: np.ndarray) -> np.ndarray:
     """(n_items, dim) embeddings from the graph's Item nodes, in export item order."""
     from graph.analysis_queries import ITEM_EMBEDDINGS_QUERY
-    from graph.store import open_store
 
-    with open_store(store, read_only=True) as graph:
-        frame = graph.run_df(ITEM_EMBEDDINGS_QUERY, {})
+    frame = graph.run_df(ITEM_EMBEDDINGS_QUERY, {})
     if frame.empty or frame["embedding"].isna().all():
-        raise SIDError(f"no item embeddings in the graph ({store.describe()}): build it with the "
-                       f"semantic stage (without --no-semantic)")
+        raise SIDError("no item embeddings in the graph: build it with the semantic stage "
+                       "(without --no-semantic)")
     by_id = dict(zip(frame["item_id"].astype(str), frame["embedding"]))
     missing = [i for i in item_ids if by_id.get(i) is None]
     if missing:
@@ -268,55 +261,47 @@ def read_embeddings(store: StoreConfig, item_ids: np.ndarray) -> np.ndarray:
     return np.asarray([np.asarray(by_id[i], dtype=np.float32) for i in item_ids], dtype=np.float32)
 
 
-def write_sids_to_graph(store: StoreConfig, frame: pd.DataFrame) -> int:
-    """Set `sid` and `sid_codes` on every Item node (adds the properties on LadybugDB first)."""
+def write_sids_to_graph(graph: GraphStore, frame: pd.DataFrame) -> int:
+    """Set `sid` and `sid_codes` on every Item node (adds the properties on LadybugDB first).
+
+    Hold the run lock around `save_sids` and this call: the export and the store belong to the
+    run's last build.
+    """
     from graph.analysis_queries import queries_for
-    from graph.store import open_store
 
-    with open_store(store) as graph:
-        q = queries_for(graph.dialect)
-        for ddl in q.ADD_ITEM_SID_PROPERTIES:
-            graph.run(ddl, {})
-        rows = [{"item_id": i, "sid": s, "sid_codes": [int(c) for c in codes]}
-                for i, s, codes in zip(frame["item_id"], frame["sid"], frame["sid_codes"])]
-        return graph.write_batch(q.SET_ITEM_SIDS, rows)
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    q = queries_for(graph.dialect)
+    for ddl in q.ADD_ITEM_SID_PROPERTIES:
+        graph.run(ddl, {})
+    rows = [{"item_id": i, "sid": s, "sid_codes": [int(c) for c in codes]}
+            for i, s, codes in zip(frame["item_id"], frame["sid"], frame["sid_codes"])]
+    return graph.write_batch(q.SET_ITEM_SIDS, rows)
 
 
 def save_sids(export_dir: Path, frame: pd.DataFrame, stats: dict) -> None:
     """sids.parquet, sid.json and the manifest's `sids` entry, each replaced atomically."""
-    _write_atomic(export_dir / SIDS_FILE, lambda p: frame.to_parquet(p, index=False))
-    _write_atomic(export_dir / SID_STATS_FILE, lambda p: p.write_text(json.dumps(stats, indent=2)))
+    with atomic_file(export_dir / SIDS_FILE) as tmp:
+        frame.to_parquet(tmp, index=False)
+    with atomic_file(export_dir / SID_STATS_FILE) as tmp:
+        tmp.write_text(json.dumps(stats, indent=2))
     manifest_path = export_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["sids"] = {k: stats[k] for k in ("method", "levels", "codes_per_level", "seed", "n_codes",
                                               "collision_rate", "dataset_checksum")}
     manifest["files"] = sorted(set(manifest.get("files", [])) | {SIDS_FILE, SID_STATS_FILE})
-    _write_atomic(manifest_path, lambda p: p.write_text(json.dumps(manifest, indent=2)))
+    with atomic_file(manifest_path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2))
 
 
-def make_sids(run: RunPaths, export: Export, cfg: SIDConfig, *, store: StoreConfig | None,
-              graph_store: StoreConfig | None = None, progress: bool = True,
-              log: Callable[[str], None] = print) -> dict:
-    """Quantize the item embeddings, disambiguate, save to the export and (optionally) the graph.
+def make_sids(export: Export, cfg: SIDConfig, embeddings: np.ndarray, *, progress: bool = True,
+              log: Callable[[str], None] = print) -> tuple[pd.DataFrame, dict]:
+    """Quantize the item embeddings (`read_embeddings`, export item order) and disambiguate.
 
-    Args:
-        store: where the embeddings are read (the run's graph).
-        graph_store: where `sid` properties are written (None: files only).
+    Returns the SID frame (item_id, sid, sid_codes) and its statistics, for `save_sids` and
+    `write_sids_to_graph`.
     """
-    if store is None:
-        raise SIDError("semantic IDs need the run's graph (item embeddings live on the Item nodes)")
     item_ids = export.items["item_id"].astype(str).to_numpy()
     started = time.perf_counter()
-    x = read_embeddings(store, item_ids)
+    x = embeddings
     k = cfg.codes_per_level(len(x))
     log(f"sid: {len(x)} items, {x.shape[1]}-d embeddings, {cfg.method}, {cfg.levels} levels x {k} codes")
     train_summary: dict = {}
@@ -330,80 +315,4 @@ def make_sids(run: RunPaths, export: Export, cfg: SIDConfig, *, store: StoreConf
              **collisions, "usage": codebook_usage(full, k), "training": train_summary,
              "seconds": round(time.perf_counter() - started, 2),
              "dataset_checksum": export.manifest.get("dataset_checksum")}
-    with run.lock(on_wait=log):  # the export and the store belong to the run's last build
-        save_sids(run.export, frame, stats)
-        if graph_store is not None:
-            write_sids_to_graph(graph_store, frame)
-        stats["graph"] = graph_store.describe()
-    run.record_config("sid", asdict(cfg))
-    return stats
-
-
-def load_sids(export: Export) -> tuple[np.ndarray, dict]:
-    """(n_items, n_codes) codes in export item order, and the SID statistics.
-
-    Raises SIDError when `iirg sid` has not run or the SIDs belong to another dataset build.
-    """
-    directory = export.directory
-    path = directory / SIDS_FILE if directory is not None else None
-    if path is None or not path.exists():
-        raise SIDError(f"no {SIDS_FILE} in the export: run `iirg sid --run <run>` first")
-    stats = json.loads((directory / SID_STATS_FILE).read_text())
-    if stats.get("dataset_checksum") != export.manifest.get("dataset_checksum"):
-        raise SIDError(f"{path} was made for another dataset build: run `iirg sid` again")
-    frame = pd.read_parquet(path)
-    by_id = dict(zip(frame["item_id"].astype(str), frame["sid_codes"]))
-    item_ids = export.items["item_id"].astype(str)
-    missing = [i for i in item_ids if i not in by_id]
-    if missing:
-        raise SIDError(f"{path}: {len(missing)} items have no SID (e.g. {missing[:3]}): run `iirg sid` again")
-    codes = np.asarray([np.asarray(by_id[i], dtype=np.int64) for i in item_ids], dtype=np.int64)
-    if len({tuple(r) for r in codes.tolist()}) != len(codes):
-        raise SIDError(f"{path}: two items share a SID")
-    return codes, stats
-
-
-# --------------------------------------------------------------------------------------------
-# Token-level memorization
-# --------------------------------------------------------------------------------------------
-def prefix_keys(codes: np.ndarray, level: int) -> np.ndarray:
-    """(n_items,) integer id of each item's first `level` codes (equal ids = equal prefixes)."""
-    return pd.MultiIndex.from_arrays([codes[:, i] for i in range(level)]).factorize()[0] \
-        if level > 1 else codes[:, 0].copy()
-
-
-def token_level_coverage(codes: np.ndarray, src: np.ndarray, dst: np.ndarray, last: np.ndarray,
-                         target: np.ndarray) -> np.ndarray:
-    """(n_users, n_codes) bool: (prefix_l(last) -> prefix_l(target)) is a training transition at level l.
-
-    A transition a -> b of the training data counts at level l when prefix_l(a) = prefix_l(last)
-    and prefix_l(b) = prefix_l(target). At the last level the prefix is the whole SID, i.e. the
-    item itself, so that column equals the item-level one-hop flag.
-    """
-    out = np.zeros((len(last), codes.shape[1]), dtype=bool)
-    for level in range(1, codes.shape[1] + 1):
-        key = prefix_keys(codes, level).astype(np.int64)
-        base = int(key.max()) + 1
-        seen = np.unique(key[src] * base + key[dst])
-        pairs = key[last] * base + key[target]
-        pos = np.searchsorted(seen, pairs).clip(max=max(len(seen) - 1, 0))
-        out[:, level - 1] = (seen[pos] == pairs) if len(seen) else False
-    return out
-
-
-def token_level_labels(export: Export, codes: np.ndarray, split: str = "test") -> pd.DataFrame:
-    """Per evaluated user: covered_l1..covered_lL and `token_level`, the deepest covered level
-    (0 = not even the first codes' transition occurs in training; n_codes = item-level one-hop)."""
-    from train.evaluate import build_cases, item_codes
-
-    cases = build_cases(export, split)  # type: ignore[arg-type]
-    src = item_codes(export, export.next["src_item_id"], "next.parquet")
-    dst = item_codes(export, export.next["dst_item_id"], "next.parquet")
-    cover = token_level_coverage(codes, src, dst, cases.last, cases.target)
-    frame = pd.DataFrame({"user_id": cases.user_ids})
-    for level in range(cover.shape[1]):
-        frame[f"covered_l{level + 1}"] = cover[:, level]
-    # coverage is monotone (a transition matching finer prefixes matches the coarser ones too), so
-    # the count of covered levels is the deepest covered level
-    frame["token_level"] = cover.sum(axis=1)
-    return frame
+    return frame, stats

@@ -1,25 +1,49 @@
-"""Non-LLM baselines: popularity, one-hop Markov, co-occurrence kNN and SASRec.
+"""Non-LLM baselines: popularity, one-hop Markov, co-occurrence kNN, SASRec and TIGER.
 
-    iirg baseline popularity --run runs/ml-100k       # also: markov, cooc, sasrec
+    iirg baseline popularity --run runs/ml-100k       # also: markov, cooc, sasrec, tiger
 
 Every baseline scores all items for each evaluated user (full ranking), keeps the top K and hands the
-lists to `train.evaluate.record_model`, the evaluator every model shares. Hyperparameters are chosen
+lists to `evaluate.record.record_model`, the evaluator every model shares. Hyperparameters are chosen
 by valid Recall@10 (valid history = training part); the test split is then ranked once with the
-chosen setting. Shared here: the chunked top-K ranking with popularity back-fill and history masking.
+chosen setting. Shared here: the settings of every baseline run, the chunked top-K ranking with
+popularity back-fill and history masking, and the selection loop.
+
+A new baseline without training is one module with `candidates()` (the hyperparameter grid) and
+`recommend(export, cases, *, k, keep_history, **params)`, plus its line in
+`train.commands.BASELINES`.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Literal
 
 import numpy as np
 import pandas as pd
 
+from common.errors import ConfigError
+from evaluate.cases import Cases, build_cases, is_member, item_index
+from evaluate.lists import prepare_lists
+from evaluate.metrics import gains, hit_ranks
+from evaluate.record import record_model
 from graph.export import Export
-from train.evaluate import Cases, is_member, item_index
 
-BASELINES = ("popularity", "markov", "cooc", "sasrec")
 SELECT_K = 10  # hyperparameters are selected by valid Recall@SELECT_K
+
+
+@dataclass
+class BaselineConfig:
+    """What every `iirg baseline` run shares (each trained model adds its own table)."""
+
+    split: Literal["valid", "test"] = field(default="test", metadata={
+        "help": "test: select on valid, then evaluate test once; valid: selection only"})
+    k: int = field(default=20, metadata={"help": "length of each ranked list"})
+    keep_history: bool = field(default=False, metadata={
+        "help": "allow history items in the lists (datasets with repeat visits, e.g. Yelp)"})
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ConfigError("k must be >= 1")
 
 
 def popularity_counts(export: Export) -> np.ndarray:
@@ -94,7 +118,7 @@ def rank_users(cases: Cases, score: Callable[[np.ndarray], np.ndarray], *, k: in
 
 def select_and_record(run, model: str, export: Export, candidates: list[dict],
                       recommend: Callable[[Cases, dict], pd.DataFrame], *, split: str = "test",
-                      keep_history: bool = False, store=None, info: dict | None = None,
+                      keep_history: bool = False, info: dict | None = None,
                       log: Callable[[str], None] = print) -> dict:
     """Pick the candidate with the best valid Recall@10, record it on valid, then rank test once.
 
@@ -106,8 +130,6 @@ def select_and_record(run, model: str, export: Export, candidates: list[dict],
     Returns:
         {"selection": [{params, valid_recall@10}], "best": params, "valid": metrics, "test": metrics}
     """
-    from train.evaluate import build_cases, gains, hit_ranks, prepare_lists, record_model
-
     valid = build_cases(export, "valid")
     selection, best, best_score, best_recs = [], None, -1.0, None
     for params in candidates:
@@ -121,12 +143,10 @@ def select_and_record(run, model: str, export: Export, candidates: list[dict],
             best, best_score, best_recs = params, score, recs
     info = {**(info or {}), "params": best, "selection": selection, "selected_by": f"valid recall@{SELECT_K}"}
     out = {"selection": selection, "best": best}
-    # the graph gets the lists of the split asked for; valid lists of a test run stay in files
-    out["valid"] = record_model(run, model, best_recs, split="valid",
-                                store=store if split == "valid" else None, info=info,
+    out["valid"] = record_model(run, model, best_recs, split="valid", info=info,
                                 keep_history=keep_history, export=export)
     if split == "test":
         test = build_cases(export, "test")
-        out["test"] = record_model(run, model, recommend(test, best), split="test", store=store,
-                                   info=info, keep_history=keep_history, export=export)
+        out["test"] = record_model(run, model, recommend(test, best), split="test", info=info,
+                                   keep_history=keep_history, export=export)
     return out

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from evaluate.cases import Cases, item_codes
 from graph.export import Export
 from train.baselines import popularity_counts, rank_users
-from train.evaluate import Cases, item_codes
 
 DECAYS = (1.0, 0.8, 0.6, 0.4, 0.2)
 WEIGHTS = ("count", "cosine", "rank")

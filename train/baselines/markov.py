@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from evaluate.cases import Cases, item_codes
 from graph.export import Export
 from train.baselines import popularity_counts, rank_users
-from train.evaluate import Cases, item_codes
 
 
 def transition_counts(export: Export) -> sp.csr_matrix:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from evaluate.cases import Cases
 from graph.export import Export
 from train.baselines import popularity_counts, rank_users
-from train.evaluate import Cases
 
 
 def recommend(export: Export, cases: Cases, *, k: int = 20, keep_history: bool = False) -> pd.DataFrame:

@@ -26,9 +26,14 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from common.errors import ConfigError
+from evaluate.cases import Cases, build_cases
+from evaluate.errors import EvaluationError
+from evaluate.lists import prepare_lists
+from evaluate.metrics import gains, hit_ranks
+from evaluate.record import record_model
 from graph.export import Export
 from train.baselines import SELECT_K, rank_users
-from train.evaluate import Cases, EvaluationError, build_cases, gains, hit_ranks, prepare_lists
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -58,16 +63,16 @@ class SASRecConfig:
 
     def __post_init__(self):
         if self.dim % self.heads:
-            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+            raise ConfigError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if not 0 <= self.dropout < 1:
-            raise ValueError("dropout must be in [0, 1)")
+            raise ConfigError("dropout must be in [0, 1)")
         for name in ("layers", "batch_size", "max_epochs", "patience", "eval_every", "threads"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+                raise ConfigError(f"{name} must be >= 1")
         if self.max_len < 2:
-            raise ValueError("max_len must be >= 2")
+            raise ConfigError("max_len must be >= 2")
         if self.time_budget_min < 0:
-            raise ValueError("time_budget_min must be >= 0")
+            raise ConfigError("time_budget_min must be >= 0")
 
 
 def _model_class():
@@ -327,11 +332,9 @@ def load_checkpoint(path: Path, export: Export | None = None, device: str = "cpu
 
 
 def run_sasrec(run, export: Export, cfg: SASRecConfig, *, split: str = "test", k: int = 20,
-               keep_history: bool = False, store=None, progress: bool = True,
+               keep_history: bool = False, progress: bool = True,
                log: Callable[[str], None] = print) -> dict:
     """Train, checkpoint, record valid, then rank and record test once."""
-    from train.evaluate import record_model
-
     result = train(export, cfg, keep_history=keep_history, progress=progress, log=log)
     save_checkpoint(run.model("sasrec") / CHECKPOINT, result, cfg, export)
     info = {"config": asdict(cfg), **result.summary(), "history": result.history,
@@ -341,7 +344,6 @@ def run_sasrec(run, export: Export, cfg: SASRecConfig, *, split: str = "test", k
         cases = build_cases(export, name)  # type: ignore[arg-type]
         recs = recommend_with(result.model, cases, result.max_len, k=k, keep_history=keep_history,
                               device=cfg.device)
-        out[name] = record_model(run, "sasrec", recs, split=name, store=store if name == split else None,
-                                 info=info,
-                                 keep_history=keep_history, export=export)
+        out[name] = record_model(run, "sasrec", recs, split=name, info=info, keep_history=keep_history,
+                                 export=export)
     return out

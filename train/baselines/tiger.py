@@ -36,9 +36,15 @@ from typing import Callable, Literal
 import numpy as np
 import pandas as pd
 
+from common.errors import ConfigError
+from evaluate.cases import Cases, build_cases
+from evaluate.errors import EvaluationError
+from evaluate.lists import prepare_lists
+from evaluate.metrics import gains, hit_ranks
+from evaluate.record import record_model
+from evaluate.token_level import load_sids
 from graph.export import Export
 from train.baselines import SELECT_K
-from train.evaluate import Cases, EvaluationError, build_cases, gains, hit_ranks, prepare_lists
 
 CHECKPOINT = "checkpoint.pt"
 # settings a resumed run may change (how long and how often, not what is trained; a larger
@@ -88,19 +94,19 @@ class TIGERConfig:
 
     def __post_init__(self):
         if self.d_model % self.heads:
-            raise ValueError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
+            raise ConfigError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
         if not 0 <= self.dropout < 1:
-            raise ValueError("dropout must be in [0, 1)")
+            raise ConfigError("dropout must be in [0, 1)")
         for name in ("max_history", "layers", "batch_size", "max_epochs", "patience", "eval_every",
                      "num_beams", "eval_batch_size", "threads"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+                raise ConfigError(f"{name} must be >= 1")
         if self.lr_schedule not in ("cosine", "constant"):
-            raise ValueError(f"lr_schedule must be cosine or constant, not {self.lr_schedule!r}")
+            raise ConfigError(f"lr_schedule must be cosine or constant, not {self.lr_schedule!r}")
         if self.encoder_input not in ("items", "codes"):
-            raise ValueError(f"encoder_input must be items or codes, not {self.encoder_input!r}")
+            raise ConfigError(f"encoder_input must be items or codes, not {self.encoder_input!r}")
         if self.time_budget_min < 0 or self.eval_users < 0 or self.warmup_steps < 0:
-            raise ValueError("time_budget_min, eval_users and warmup_steps must be >= 0")
+            raise ConfigError("time_budget_min, eval_users and warmup_steps must be >= 0")
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,12 +466,9 @@ def _save_last(path: Path, model, opt, sched, cfg: TIGERConfig, codes: np.ndarra
 
 
 def run_tiger(run, export: Export, cfg: TIGERConfig, *, split: str = "test", k: int = 20,
-              keep_history: bool = False, store=None, resume: bool = False, progress: bool = True,
+              keep_history: bool = False, resume: bool = False, progress: bool = True,
               log: Callable[[str], None] = print) -> dict:
     """Train (or resume), checkpoint, record valid, then rank and record test once."""
-    from train.evaluate import record_model
-    from train.sid import load_sids
-
     codes, sid_stats = load_sids(export)
     if k > cfg.num_beams:
         raise EvaluationError(f"--k {k} needs at least {k} beams (--num-beams)")
@@ -488,7 +491,6 @@ def run_tiger(run, export: Export, cfg: TIGERConfig, *, split: str = "test", k: 
                                   f"(the trie constraint failed)")
         log(f"tiger {name}: {stats['users_per_s']} users/s, invalid rate {stats['invalid_rate']:.4f}")
         out[name] = record_model(run, "tiger", recs[recs["rank"] <= k], split=name,
-                                 store=store if name == split else None,
                                  info={**info, f"decode_{name}": stats}, keep_history=keep_history,
                                  export=export)
         out[name]["decode"] = stats

@@ -29,13 +29,13 @@ import json
 import os
 import random
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
-from common.errors import IirgError
+from common.errors import ConfigError, IirgError
 from common.files import atomic_dir
 from train.llm import prompts
 
@@ -73,25 +73,25 @@ class DataConfig:
         self.tasks = tuple(self.tasks)
         unknown = [t for t in self.tasks if t not in prompts.TASKS]
         if unknown or not self.tasks:
-            raise LlmDataError(f"unknown or no tasks {unknown or self.tasks}; choose from {prompts.TASKS}")
+            raise ConfigError(f"unknown or no tasks {unknown or self.tasks}; choose from {prompts.TASKS}")
         if len(set(self.tasks)) != len(self.tasks):
-            raise LlmDataError(f"a task is listed twice: {self.tasks}")
+            raise ConfigError(f"a task is listed twice: {self.tasks}")
         weights = tuple(float(w) for w in (self.weights if self.weights is not None else (1.0,)))
         if len(weights) == 1:
             weights = weights * len(self.tasks)
         if len(weights) != len(self.tasks):
-            raise LlmDataError(f"{len(weights)} weights for {len(self.tasks)} tasks {self.tasks}")
+            raise ConfigError(f"{len(weights)} weights for {len(self.tasks)} tasks {self.tasks}")
         if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
-            raise LlmDataError(f"weights must be >= 0 with at least one > 0, got {weights}")
+            raise ConfigError(f"weights must be >= 0 with at least one > 0, got {weights}")
         self.weights = weights
         if self.max_history < 1:
-            raise LlmDataError("max_history must be >= 1")
+            raise ConfigError("max_history must be >= 1")
         if self.nip_mode not in ("prefixes", "last"):
-            raise LlmDataError(f"nip_mode must be prefixes or last, got {self.nip_mode!r}")
+            raise ConfigError(f"nip_mode must be prefixes or last, got {self.nip_mode!r}")
         for name in ("collab_k", "semantic_k", "max_users"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise LlmDataError(f"{name} must be >= 1 (or unset)")
+                raise ConfigError(f"{name} must be >= 1 (or unset)")
 
     @property
     def task_weights(self) -> dict[str, float]:
@@ -99,14 +99,6 @@ class DataConfig:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "tasks": list(self.tasks), "weights": list(self.weights)}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "DataConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(values) - names
-        if unknown:
-            raise LlmDataError(f"unknown data settings {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**values)
 
 
 def natural_key(user_id: str):

@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from common.errors import IirgError
+from common.errors import ConfigError, IirgError
 from train.llm import prompts
 
 UNFILLED_SCORE = -1e8  # transformers fills unused finished-beam slots with -1e9
@@ -251,8 +251,8 @@ class DecodeConfig:
 
     num_beams: int = field(default=20, metadata={"help": "beam width = number of items returned per user"})
     batch_size: int = field(default=8, metadata={"help": "users per generate call"})
-    exclude_history: bool = field(default=True, metadata={
-        "help": "never recommend an item of the user's history (masked in the trie)"})
+    keep_history: bool = field(default=False, metadata={
+        "help": "allow items of the user's history (else they are masked in the trie)"})
     constraint: Literal["mask", "callback", "none"] = field(default="mask", metadata={
         "help": "mask: vectorized trie mask; callback: per-beam Python prefix_allowed_tokens_fn; "
                 "none: unconstrained beam search"})
@@ -262,9 +262,9 @@ class DecodeConfig:
 
     def __post_init__(self):
         if self.num_beams < 1 or self.batch_size < 1:
-            raise ValueError("num_beams and batch_size must be >= 1")
+            raise ConfigError("num_beams and batch_size must be >= 1")
         if self.constraint not in ("mask", "callback", "none"):
-            raise ValueError(f"constraint must be mask, callback or none, got {self.constraint!r}")
+            raise ConfigError(f"constraint must be mask, callback or none, got {self.constraint!r}")
 
 
 def prompt_cache(model, ids, mask, num_beams: int):
@@ -330,7 +330,7 @@ def recommend(model, tokenizer, trie: ItemTrie, titles: dict[str, str], cases: l
                 ids[r, width - len(encoded[i]):] = torch.tensor(encoded[i])
                 mask[r, width - len(encoded[i]):] = 1
             history = [trie.index_of(cases[i]["history"]) for i in batch]
-            excluded = history if config.exclude_history else None
+            excluded = None if config.keep_history else history
             counter = StepCounter()
             kwargs = {"logits_processor": LogitsProcessorList([counter])}
             if config.constraint == "mask":
@@ -347,7 +347,7 @@ def recommend(model, tokenizer, trie: ItemTrie, titles: dict[str, str], cases: l
             sequences = out.sequences[:, width:].cpu().view(len(batch), config.num_beams, -1)
             scores = out.sequences_scores.cpu().view(len(batch), config.num_beams)
             for r, i in enumerate(batch):
-                seen = set(cases[i]["history"]) if config.exclude_history else set()
+                seen = set() if config.keep_history else set(cases[i]["history"])
                 rank = 0
                 for b in range(config.num_beams):
                     score = float(scores[r, b])

@@ -3,21 +3,21 @@
     iirg evaluate --run runs/ml-100k --adapter runs/ml-100k/llm/adapters/iirg           # IIRG LoRA
     iirg evaluate --run runs/ml-100k --no-adapter --base-model runs/ml-100k/llm/tiny    # base model
 
-For each user of the split (`train.evaluate.eval_cases`: history -> held-out item) the prompt shows
+For each user of the split (`evaluate.cases.eval_cases`: history -> held-out item) the prompt shows
 the last `max_history` history items (the value the adapter was trained with), the decoder returns
 `num_beams` distinct real items (history excluded by default), and the list goes to
-`train.evaluate.record_model`, so the run appears in `iirg report` next to the baselines, per
+`evaluate.record.record_model`, so the run appears in `iirg report` next to the baselines, per
 segment. Decoding stats (invalid rate, which must be 0, users/s) are stored with the metrics.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from common.errors import IirgError
+from common.errors import ConfigError, IirgError
 
 DEFAULT_MAX_HISTORY = 20
 
@@ -35,7 +35,7 @@ class EvaluateConfig:
     base_model: str | None = field(default=None, metadata={
         "help": "base model folder or id (default: the one the adapter was trained on)"})
     split: Literal["valid", "test"] = field(default="test", metadata={"help": "held-out split to evaluate"})
-    users: int | None = field(default=None, metadata={
+    max_users: int | None = field(default=None, metadata={
         "help": "evaluate the first N users (natural id order; the documented subset), default all"})
     name: str | None = field(default=None, metadata={
         "help": "model name in the report (default llm-<adapter folder> or llm-base-<model folder>)"})
@@ -43,29 +43,22 @@ class EvaluateConfig:
     batch_size: int = field(default=8, metadata={"help": "users per generate call"})
     max_history: int | None = field(default=None, metadata={
         "help": "history items in the prompt (default: as in training, else 20)"})
-    include_history: bool = field(default=False, metadata={
-        "help": "allow recommending history items (default: excluded, as in the evaluator)"})
+    keep_history: bool = field(default=False, metadata={
+        "help": "allow recommending history items (else they are masked in the trie and removed by "
+                "the evaluator)"})
     constraint: Literal["mask", "callback"] = field(default="mask", metadata={
         "help": "trie constraint implementation: vectorized mask or per-beam Python callback"})
     device: str | None = field(default=None, metadata={"help": "cuda, cuda:1, cpu... (default: auto)"})
 
     def __post_init__(self):
         if self.no_adapter == (self.adapter is not None):
-            raise EvaluateError("pass exactly one of --adapter <dir> and --no-adapter")
+            raise ConfigError("pass exactly one of --adapter <dir> and --no-adapter")
         if self.no_adapter and not self.base_model:
-            raise EvaluateError("--no-adapter needs --base-model")
+            raise ConfigError("--no-adapter needs --base-model")
         if self.split not in ("valid", "test"):
-            raise EvaluateError(f"split must be valid or test, got {self.split!r}")
-        if self.users is not None and self.users < 1:
-            raise EvaluateError("users must be >= 1")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "EvaluateConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(values) - names
-        if unknown:
-            raise EvaluateError(f"unknown evaluate settings {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**values)
+            raise ConfigError(f"split must be valid or test, got {self.split!r}")
+        if self.max_users is not None and self.max_users < 1:
+            raise ConfigError("max_users must be >= 1")
 
     def model_name(self) -> str:
         if self.name:
@@ -82,13 +75,14 @@ def _train_record(adapter: str) -> dict:
     return json.loads(path.read_text())
 
 
-def evaluate_llm(run, config: EvaluateConfig, *, store=None) -> dict:
+def evaluate_llm(run, config: EvaluateConfig) -> dict:
     """Decode top-K for the split's users and record them with the shared evaluator.
 
     Returns {"model", "metrics" (from record_model), "decode" (stats)}.
     """
+    from evaluate.cases import eval_cases
+    from evaluate.record import record_model
     from graph.export import load_export
-    from train.evaluate import eval_cases, record_model
     from train.llm.data import select_users
     from train.llm.decode import DecodeConfig, ItemTrie, recommend
     from train.llm.modeling import load_adapter_model, load_tokenizer, pick_device
@@ -110,23 +104,23 @@ def evaluate_llm(run, config: EvaluateConfig, *, store=None) -> dict:
     model = load_adapter_model(base, config.adapter, device=device)
 
     cases = eval_cases(export, config.split)
-    keep = set(select_users(cases["user_id"], config.users))
+    keep = set(select_users(cases["user_id"], config.max_users))
     cases = cases[cases["user_id"].isin(keep)]
     case_list = [{"user_id": u, "history": list(h)} for u, h in zip(cases["user_id"], cases["history"])]
     titles = export.titles
     trie = ItemTrie.from_titles(tokenizer, export.items["item_id"].tolist(), export.items["title"].tolist())
     decode = DecodeConfig(num_beams=config.num_beams, batch_size=config.batch_size,
-                          exclude_history=not config.include_history, constraint=config.constraint)
+                          keep_history=config.keep_history, constraint=config.constraint)
     result = recommend(model, tokenizer, trie, titles, case_list, max_history, decode)
     name = config.model_name()
     info = {"kind": "llm", "adapter": config.adapter, "base_model": base, "max_history": max_history,
-            "users_evaluated": len(case_list), "user_subset": config.users, "decode": result.stats,
+            "users_evaluated": len(case_list), "user_subset": config.max_users, "decode": result.stats,
             "decode_config": asdict(decode),
             "train_tasks": record["data_config"]["config"]["tasks"] if record else None,
             "train_metrics_file": str(Path(config.adapter) / "metrics.json") if config.adapter else None}
     recommendations = result.recommendations[["user_id", "item_id", "rank", "score"]]
-    metrics = record_model(run, name, recommendations, split=config.split, store=store, info=info,
-                           keep_history=config.include_history,
-                           users=[c["user_id"] for c in case_list] if config.users else None,
+    metrics = record_model(run, name, recommendations, split=config.split, info=info,
+                           keep_history=config.keep_history,
+                           users=[c["user_id"] for c in case_list] if config.max_users else None,
                            export=export)
     return {"model": name, "metrics": metrics, "decode": result.stats}

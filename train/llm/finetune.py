@@ -35,13 +35,14 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from common.config import build_config
+from common.errors import ConfigError, IirgError
 from common.files import atomic_file, write_json
 from graph.rundir import git_commit
-from common.errors import IirgError
 from train.llm import prompts
 from train.llm.data import InstructionData, load_instruction_data
 
@@ -54,9 +55,12 @@ class TrainError(IirgError):
 class TrainConfig:
     """Everything `iirg train` needs; saved as train_config.json next to adapter_config.json."""
 
-    model: str = field(default="", metadata={"help": "base model: local folder or Hugging Face id"})
-    data: str = field(default="", metadata={"help": "instruction-data folder written by `iirg data`"})
-    out: str = field(default="", metadata={"help": "output folder for the adapter, checkpoints, metrics"})
+    model: str = field(default="", metadata={"help": "base model: local folder or Hugging Face id (required)"})
+    data: str = field(default="", metadata={
+        "help": "instruction-data folder written by `iirg data` (iirg train: <run>/llm/data when empty)"})
+    out: str = field(default="", metadata={
+        "help": "output folder for the adapter, checkpoints, metrics (iirg train: "
+                "<run>/llm/adapters/<name> when empty)"})
     tasks: tuple[str, ...] | None = field(default=None, metadata={
         "help": "train on these tasks of the data folder only (default: all it has)"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
@@ -96,42 +100,39 @@ class TrainConfig:
             self.tasks = tuple(self.tasks)
             unknown = [t for t in self.tasks if t not in prompts.TASKS]
             if unknown:
-                raise TrainError(f"unknown tasks {unknown}; choose from {prompts.TASKS}")
+                raise ConfigError(f"unknown tasks {unknown}; choose from {prompts.TASKS}")
         if self.bf16 and self.fp16:
-            raise TrainError("choose one of bf16 and fp16")
+            raise ConfigError("choose one of bf16 and fp16")
         if self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:
-            raise TrainError("lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1 are required")
+            raise ConfigError("lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1 are required")
         if not 0 <= self.warmup_ratio < 1:
-            raise TrainError("warmup_ratio must be in [0, 1)")
+            raise ConfigError("warmup_ratio must be in [0, 1)")
         if self.batch_size < 1 or self.grad_accum < 1 or self.save_steps < 1:
-            raise TrainError("batch_size, grad_accum and save_steps must be >= 1")
+            raise ConfigError("batch_size, grad_accum and save_steps must be >= 1")
         if self.max_steps == 0 or self.max_steps < -1 or (self.max_steps == -1 and self.epochs <= 0):
-            raise TrainError("max_steps must be -1 (use epochs > 0) or >= 1")
+            raise ConfigError("max_steps must be -1 (use epochs > 0) or >= 1")
         if self.eval_steps is None:
             self.eval_steps = self.save_steps
         if self.eval_users > 0:
             if self.save_steps % self.eval_steps:
-                raise TrainError(f"save_steps {self.save_steps} must be a multiple of eval_steps "
+                raise ConfigError(f"save_steps {self.save_steps} must be a multiple of eval_steps "
                                  f"{self.eval_steps} (the best checkpoint must be saved)")
             if self.eval_beams < 10:
-                raise TrainError("eval_beams must be >= 10 to measure Recall@10")
+                raise ConfigError("eval_beams must be >= 10 to measure Recall@10")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "tasks": list(self.tasks) if self.tasks else None}
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(values) - names
-        if unknown:
-            raise TrainError(f"unknown train settings {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**values)
+        """From a saved record (train_config.json); unknown keys are errors."""
+        return build_config(cls, values, table="train")
 
     @classmethod
     def load(cls, adapter_dir: str | os.PathLike) -> "TrainConfig":
         path = Path(adapter_dir) / "train_config.json"
         if not path.exists():
-            raise TrainError(f"{adapter_dir} has no train_config.json (not written by `iirg train`)")
+            raise ConfigError(f"{adapter_dir} has no train_config.json (not written by `iirg train`)")
         return cls.from_dict(json.loads(path.read_text())["config"])
 
 

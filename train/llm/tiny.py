@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from common.errors import ConfigError
 from common.files import atomic_dir
 from train.llm import prompts
 
@@ -57,13 +58,13 @@ class TinyModelConfig:
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
+            raise ConfigError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
         if self.vocab_size < 300:
-            raise ValueError("vocab_size must be >= 300 (256 bytes + special tokens + merges)")
+            raise ConfigError("vocab_size must be >= 300 (256 bytes + special tokens + merges)")
         if self.architecture not in ("llama", "qwen2"):
-            raise ValueError(f"architecture must be llama or qwen2, got {self.architecture!r}")
+            raise ConfigError(f"architecture must be llama or qwen2, got {self.architecture!r}")
         if self.pretrain_steps < 0 or self.num_layers < 1:
-            raise ValueError("pretrain_steps must be >= 0 and num_layers >= 1")
+            raise ConfigError("pretrain_steps must be >= 0 and num_layers >= 1")
 
 
 def tokenizer_corpus(titles: list[str]) -> list[str]:

@@ -2,7 +2,7 @@
 
 Run with `iirg analyze --run runs/<name>` (labels both splits, writes the test split onto the graph).
 
-Definitions (evaluation cases as in `train.evaluate`: test history = sequence without its last item;
+Definitions (evaluation cases as in `evaluate.cases`: test history = sequence without its last item;
 valid history = training part). *Training transitions* are the consecutive pairs inside the training
 parts of all users, i.e. the graph's `NEXT` edges (`export.next`), the same for both splits.
 
@@ -10,14 +10,15 @@ parts of all users, i.e. the graph's `NEXT` edges (`export.next`), the same for 
   transition of some user.
 - any_hop (bool, looser): (some history item -> target) is a training transition.
 - hop: length of the shortest non-empty path over NEXT edges from the last history item to the
-  target (so a target equal to the last item has hop 1 only with a self-transition, else the length
-  of the shortest cycle back). Computed exactly for 1, 2 and 3 hops; longer paths are stored as
-  HOP_CAP = 4, meaning "more than 3"; null (NA) when the target cannot be reached at all.
+  target. NEXT has no self-loops (the build leaves out an item followed by itself), so a target equal
+  to the last item never has hop 1: it gets the length of the shortest cycle back to the item, or is
+  unreachable. Computed exactly for 1, 2 and 3 hops; longer paths are stored as HOP_CAP = 4, meaning
+  "more than 3"; null (NA) when the target cannot be reached at all.
 - semantic (bool): the target is among the top-k `SIMILAR` neighbours of some history item
   (k = every exported neighbour, or `SegmentConfig.semantic_k`).
 
 Each user gets exactly one segment (a partition, so shares add up to 1 and the gain decomposition
-in `train.evaluate` is exact), checked in this order:
+in `evaluate.metrics` is exact), checked in this order:
 
     one_hop        hop == 1
     two_hop        hop == 2
@@ -36,7 +37,8 @@ on the condensation for the few pairs the giant component does not decide. No pe
 
 Outputs: analysis/segments_<split>.parquet (one row per evaluated user) and analysis/segments.json
 (dataset checksum + config per split); for the test split also the User node properties
-segment, hop, one_hop, any_hop, semantic_only, target_item_id, last_item_id.
+segment, hop, one_hop, any_hop, semantic_only, target_item_id, last_item_id (`write_segments`, on a
+store the command opened).
 """
 
 from __future__ import annotations
@@ -50,13 +52,23 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
+from common.errors import ConfigError
 from common.files import write_json, write_parquet
+from evaluate.cases import Cases, SPLITS, build_cases, is_member, item_codes
 from graph.export import Export
 from graph.rundir import RunPaths, git_commit
-from graph.store import StoreConfig
-from train.evaluate import Cases, SPLITS, build_cases, is_member, item_codes
+from graph.store import GraphStore
 
 SEGMENTS = ("one_hop", "two_hop", "three_hop", "semantic_only", "beyond", "unreachable")
+# How pages and tables name each segment for a reader (same order as SEGMENTS).
+SEGMENT_LABELS = {
+    "one_hop": "one-hop covered",
+    "two_hop": "2-hop",
+    "three_hop": "3-hop",
+    "semantic_only": "semantic only",
+    "beyond": "beyond 3 hops",
+    "unreachable": "unreachable",
+}
 HOP_CAP = 4  # stored hop for "reachable in more than 3 hops"
 SEGMENT_COLUMNS = ["user_id", "segment", "hop", "one_hop", "any_hop", "semantic", "semantic_only",
                    "reachable", "target_item_id", "last_item_id", "history_length",
@@ -72,7 +84,7 @@ class SegmentConfig:
 
     def __post_init__(self):
         if self.semantic_k is not None and self.semantic_k < 1:
-            raise ValueError("semantic_k must be >= 1")
+            raise ConfigError("semantic_k must be >= 1")
 
 
 def edge_matrix(export: Export, edges: pd.DataFrame, src: str, dst: str, where: str) -> sp.csr_matrix:
@@ -160,7 +172,7 @@ def _reachable(a: sp.csr_matrix, src: np.ndarray, dst: np.ndarray) -> np.ndarray
     anc[csgraph.breadth_first_order(dag.T.tocsr(), giant, directed=True,
                                     return_predecessors=False)] = True
     reach |= anc[cs] & desc[ct]  # through the giant component
-    open_ = ~reach & (cs != ct)  # a singleton without a self-transition never reaches itself
+    open_ = ~reach & (cs != ct)  # a one-item component has no path back to itself (no self-loops)
     # Remaining pairs cannot pass through the giant component: if the target is outside desc(giant)
     # the path avoids desc(giant); otherwise the source is outside anc(giant) and the path avoids
     # anc(giant). Searching those smaller DAGs keeps every frontier small.
@@ -286,27 +298,25 @@ def graph_rows(frame: pd.DataFrame) -> list[dict]:
                 frame["semantic_only"], frame["target_item_id"], frame["last_item_id"])]
 
 
-def write_segments(store: StoreConfig, frame: pd.DataFrame) -> int:
-    """Set the segment properties on the User nodes (test split), clearing them on all others."""
+def write_segments(graph: GraphStore, frame: pd.DataFrame) -> int:
+    """Set the segment properties on the User nodes (test split), clearing them on all others.
+
+    Hold the run lock around the call: a build must not swap the store during the write.
+    """
     from graph.analysis_queries import queries_for
-    from graph.store import open_store
 
-    with open_store(store) as graph:
-        q = queries_for(graph.dialect)
-        graph.run(q.CLEAR_USER_SEGMENTS, {})
-        return graph.write_batch(q.SET_USER_SEGMENTS, graph_rows(frame))
+    q = queries_for(graph.dialect)
+    graph.run(q.CLEAR_USER_SEGMENTS, {})
+    return graph.write_batch(q.SET_USER_SEGMENTS, graph_rows(frame))
 
 
-def analyze(run: RunPaths, export: Export, *, config: SegmentConfig | None = None,
-            store: StoreConfig | None = None) -> dict[str, pd.DataFrame]:
-    """Label both splits, save them, and write the test split's labels to the graph (if a store)."""
+def analyze(run: RunPaths, export: Export, *, config: SegmentConfig | None = None) -> dict[str, pd.DataFrame]:
+    """Label both splits and save them in analysis/ (the test labels go to the graph with
+    `write_segments`)."""
     config = config or SegmentConfig()
     frames = {}
     for split in SPLITS:
         frames[split] = label_users(export, split, config)
         save_segments(run, split, frames[split], export, config)
     run.record_config("analyze", asdict(config))
-    if store is not None:
-        with run.lock(on_wait=print):  # a build must not swap the store during the write
-            write_segments(store, frames["test"])
     return frames
