@@ -37,7 +37,7 @@ from graph import queries as Q
 from graph.config import GraphConfig
 from graph.errors import GraphError
 from graph.semantic import EmbeddingStats, embed_items, item_texts, topk_cosine
-from graph.store import GraphStore
+from graph.store import GraphSession, GraphStore
 from ingest.schema import Dataset
 
 if TYPE_CHECKING:
@@ -93,38 +93,27 @@ def _item_rows(dataset: Dataset, embeddings: np.ndarray | None) -> pd.DataFrame:
     return items[columns]
 
 
-def load_dataset(store: GraphStore, dataset: Dataset, embeddings: np.ndarray | None = None,
-                 dialect: str = "ladybug") -> None:
-    """Create the schema and load users, items (with their text embeddings) and interactions.
+def load_dataset(session: GraphSession, dataset: Dataset, embeddings: np.ndarray | None = None) -> None:
+    """Load users, items (with their text embeddings) and interactions, replacing what the graph held.
 
-    Embeddings travel with the item rows: setting 384 floats per item afterwards, row by row through
-    Cypher, costs more than the whole rest of the build.
+    `session` is what `GraphStore.rebuild()` yields: a fresh embedded database (the deletes find
+    nothing) or a Neo4j transaction (users and items the dataset no longer has go, interactions are
+    written anew). Embeddings travel with the item rows: setting 384 floats per item afterwards, row
+    by row through Cypher, costs more than the whole rest of the build.
     """
     items = _item_rows(dataset, embeddings)
     users = pd.DataFrame({"id": dataset.interactions["user_id"].drop_duplicates().to_numpy()})
     inter = dataset.interactions
-    if dialect == "ladybug":
-        for query in Q.SCHEMA_QUERIES_LADYBUG:
-            store.run(query)
-        # No transaction needed: the embedded graph is built in a fresh folder swapped in at the end.
-        store.copy_from("Item", items, list(items.columns))
-        store.copy_from("User", users, ["id"])
-        store.copy_from("INTERACTED", pa.table({
-            "from": inter["user_id"].to_numpy(), "to": inter["item_id"].to_numpy(),
-            "pos": inter["pos"].to_numpy(), "ts": pa.array(inter["ts"], type=pa.int64()),
-            "split": inter["split"].to_numpy()}))
-        return
-    # Neo4j: `store` is the open transaction of build_graph (schema DDL ran before it).
-    rows = inter.astype({"ts": object}).where(inter.notna(), None)
-    store.run(Q.DELETE_STALE_USERS_QUERY_NEO4J, {"ids": users["id"].tolist()})
-    store.run(Q.DELETE_STALE_ITEMS_QUERY_NEO4J, {"ids": items["id"].tolist()})
-    store.run(Q.DELETE_INTERACTIONS_QUERY_NEO4J)
-    if "embedding" in items:
-        items["embedding"] = items["embedding"].map(lambda v: v.tolist())
-    store.write_batch(Q.MERGE_ITEMS_QUERY_NEO4J, items.to_dict("records"), batch_size=1000)
-    store.write_batch(Q.MERGE_USERS_QUERY_NEO4J, users.to_dict("records"))
-    store.write_batch(Q.CREATE_INTERACTIONS_QUERY_NEO4J,
-                      rows[["user_id", "item_id", "pos", "ts", "split"]].to_dict("records"))
+    session.run(Q.DELETE_STALE_USERS_QUERY, {"ids": users["id"].tolist()})
+    session.run(Q.DELETE_STALE_ITEMS_QUERY, {"ids": items["id"].tolist()})
+    session.run(Q.DELETE_INTERACTIONS_QUERY)
+    session.bulk_create("Item", items, Q.MERGE_ITEMS_QUERY_NEO4J, batch_size=1000)
+    session.bulk_create("User", users, Q.MERGE_USERS_QUERY_NEO4J)
+    # Arrow keeps the nullable timestamps as integers (pandas would make them floats).
+    session.bulk_create("INTERACTED", pa.table({
+        "user_id": inter["user_id"].to_numpy(), "item_id": inter["item_id"].to_numpy(),
+        "pos": inter["pos"].to_numpy(), "ts": pa.array(inter["ts"], type=pa.int64()),
+        "split": inter["split"].to_numpy()}), Q.CREATE_INTERACTIONS_QUERY_NEO4J)
 
 
 # -- relation selection (pure functions over what Cypher returned) ----------------------------------
@@ -175,26 +164,17 @@ def select_backfill(candidates: pd.DataFrame, top: pd.DataFrame, item_ids: list[
 
 
 # -- writing relations ------------------------------------------------------------------------------
-def _frame(store: GraphStore, query: str, params: dict, columns: list[str]) -> pd.DataFrame:
-    """Rows of a read as a DataFrame with known columns (also when there are none). The embedded
-    store hands over a DataFrame directly; a Neo4j transaction gives records."""
-    if hasattr(store, "run_columns"):
-        return store.run_columns(query, params)[columns]
-    return pd.DataFrame(store.run(query, params), columns=columns)
+def _frame(store: GraphSession, query: str, params: dict, columns: list[str]) -> pd.DataFrame:
+    """Rows of a read as a DataFrame with known columns (also when there are none)."""
+    return store.run_columns(query, params)[columns]
 
 
-def _write_edges(store: GraphStore, dialect: str, table: str, query: str, frame: pd.DataFrame,
-                 src: str, dst: str) -> None:
-    if dialect == "ladybug":
-        cols = [c for c in frame.columns if c not in (src, dst)]
-        data = pa.Table.from_pandas(frame[[src, dst, *cols]], preserve_index=False)
-        store.copy_from(table, data, None)
-        return
-    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    store.write_batch(query, rows)
+def _write_edges(store: GraphSession, table: str, query: str, frame: pd.DataFrame, src: str, dst: str) -> None:
+    cols = [c for c in frame.columns if c not in (src, dst)]
+    store.bulk_create(table, frame[[src, dst, *cols]], query)
 
 
-def build_relations(store: GraphStore, dialect: str, dataset: Dataset, config: GraphConfig,
+def build_relations(store: GraphSession, dataset: Dataset, config: GraphConfig,
                     report: BuildReport, bar: tqdm, embeddings: np.ndarray | None = None,
                     progress: bool = True) -> Relations:
     params = {"splits": config.splits, "window": config.window}
@@ -213,14 +193,14 @@ def build_relations(store: GraphStore, dialect: str, dataset: Dataset, config: G
         next_edges = next_edges.sort_values(["src_item_id", "dst_item_id"], ignore_index=True)
         next_edges["count"] = next_edges["count"].astype(np.int64)
         next_edges["split_scope"] = config.split_scope
-        _write_edges(store, dialect, "NEXT", Q.CREATE_NEXT_QUERY, next_edges, "src_item_id", "dst_item_id")
+        _write_edges(store, "NEXT", Q.CREATE_NEXT_QUERY, next_edges, "src_item_id", "dst_item_id")
 
     with report.stage("cooccur", bar):
         cooccur = _frame(store, Q.COOCCURRENCE_QUERY, params, ["item_id", "neighbor_id", "count", "hop"])
         report.counts["cooccur_pairs"] = len(cooccur)
         top = select_top_collab(cooccur, popularity, order, config.collab_k)
         top["hop"] = top["hop"].astype("Int64")
-        _write_edges(store, dialect, "COLLAB", Q.CREATE_COLLAB_QUERY,
+        _write_edges(store, "COLLAB", Q.CREATE_COLLAB_QUERY,
                      top.assign(window=config.window, k=config.collab_k, split_scope=config.split_scope),
                      "item_id", "neighbor_id")
 
@@ -236,7 +216,7 @@ def build_relations(store: GraphStore, dialect: str, dataset: Dataset, config: G
                 "item_id": np.repeat(ids, kk), "neighbor_id": ids[neighbours.ravel()],
                 "rank": np.tile(np.arange(1, kk + 1, dtype=np.int64), len(ids)),
                 "score": scores.ravel().astype(np.float64)})
-            _write_edges(store, dialect, "SIMILAR", Q.CREATE_SIMILAR_QUERY,
+            _write_edges(store, "SIMILAR", Q.CREATE_SIMILAR_QUERY,
                          similar.assign(model=config.embed_model, k=config.semantic_k),
                          "item_id", "neighbor_id")
 
@@ -246,7 +226,7 @@ def build_relations(store: GraphStore, dialect: str, dataset: Dataset, config: G
             candidates = _frame(store, Q.BACKFILL_CANDIDATES_QUERY, {"item_ids": short},
                                 ["item_id", "neighbor_id", "via_item_id", "similar_rank", "collab_rank"])
             backfill = select_backfill(candidates, top, short, config.collab_k)
-            _write_edges(store, dialect, "COLLAB", Q.CREATE_COLLAB_QUERY,
+            _write_edges(store, "COLLAB", Q.CREATE_COLLAB_QUERY,
                          backfill.assign(window=config.window, k=config.collab_k,
                                          split_scope=config.split_scope),
                          "item_id", "neighbor_id")
@@ -270,21 +250,11 @@ def build_graph(dataset: Dataset, store: GraphStore, config: GraphConfig,
                 texts = item_texts(dataset.items, config.description_chars)
                 embeddings, report.embedding = embed_items(texts, config.embed_model, config.cache_dir,
                                                            config.embed_batch_size, progress)
-        if store.dialect == "ladybug":
-            # Built in a fresh database that build_run swaps in whole: no transaction needed.
-            if "Item" in {t["name"] for t in store.run("CALL show_tables() RETURN name")}:
-                raise GraphError("build_graph needs an empty embedded store; `build_run` rebuilds a "
-                                 "run's graph in a fresh folder and swaps it in")
+        # All or nothing: a Neo4j transaction, or the fresh embedded database build_run swaps in.
+        with store.rebuild(Q.SCHEMA_QUERIES) as session:
             with report.stage("load", bar):
-                load_dataset(store, dataset, embeddings, "ladybug")
-            relations = build_relations(store, "ladybug", dataset, config, report, bar, embeddings, progress)
-        else:
-            for query in Q.SCHEMA_QUERIES_NEO4J:  # schema changes cannot share a data transaction
-                store.run(query)
-            with store.transaction() as tx:  # all or nothing: a failed rebuild keeps the old graph
-                with report.stage("load", bar):
-                    load_dataset(tx, dataset, embeddings, "neo4j")
-                relations = build_relations(tx, "neo4j", dataset, config, report, bar, embeddings, progress)
+                load_dataset(session, dataset, embeddings)
+            relations = build_relations(session, dataset, config, report, bar, embeddings, progress)
     report.counts.update({"users": int(dataset.interactions["user_id"].nunique()),
                           "items": len(dataset.items), "interactions": len(dataset.interactions)})
     return relations, report

@@ -20,6 +20,8 @@ the collaborative ranking, as in the IIRG reference implementation.
 
 from __future__ import annotations
 
+from graph.dialect import PerDialect
+
 # -- schema ----------------------------------------------------------------------------------------
 SCHEMA_QUERIES_LADYBUG = [
     "CREATE NODE TABLE IF NOT EXISTS Item(id STRING PRIMARY KEY, idx INT64, title STRING, "
@@ -45,7 +47,11 @@ SCHEMA_QUERIES_NEO4J = [
     "CREATE INDEX item_title IF NOT EXISTS FOR (i:Item) ON (i.title)",
 ]
 
-# -- load (Neo4j; the embedded store bulk-loads with COPY into a fresh database) --------------------
+# What `GraphStore.rebuild` creates before a build: LadybugDB's fixed tables, Neo4j's constraints.
+SCHEMA_QUERIES = PerDialect(ladybug=tuple(SCHEMA_QUERIES_LADYBUG), neo4j=tuple(SCHEMA_QUERIES_NEO4J))
+
+# -- load (`GraphSession.bulk_create`: the embedded store COPYs into a fresh database, Neo4j runs
+#    these MERGE / CREATE statements) ------------------------------------------------------------------
 MERGE_ITEMS_QUERY_NEO4J = """
 UNWIND $rows AS row
 MERGE (i:Item {id: row.id})
@@ -66,18 +72,19 @@ CREATE (u)-[:INTERACTED {pos: row.pos, ts: row.ts, split: row.split}]->(i)
 """
 
 # A (re)load replaces what the graph held: users and items the dataset no longer has go, and the
-# interactions are written anew, so loading the same dataset twice gives the same graph.
-DELETE_STALE_USERS_QUERY_NEO4J = """
+# interactions are written anew, so loading the same dataset twice gives the same graph (on a fresh
+# embedded database these find nothing).
+DELETE_STALE_USERS_QUERY = """
 MATCH (u:User) WHERE NOT u.id IN $ids
 DETACH DELETE u
 """
 
-DELETE_STALE_ITEMS_QUERY_NEO4J = """
+DELETE_STALE_ITEMS_QUERY = """
 MATCH (i:Item) WHERE NOT i.id IN $ids
 DETACH DELETE i
 """
 
-DELETE_INTERACTIONS_QUERY_NEO4J = """
+DELETE_INTERACTIONS_QUERY = """
 MATCH (:User)-[r:INTERACTED]->(:Item)
 DELETE r
 """
