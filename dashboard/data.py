@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graph.dashboard_queries import RELATION_COUNT_QUERIES, queries_for
+from graph import analysis_queries as AQ
+from graph import dashboard_queries as q
+from graph.dashboard_queries import RELATION_COUNT_QUERIES
 from graph.store import GraphStore
 
 # Segment names as `train.segments` writes them, in the order the pages show them, with labels.
@@ -125,7 +127,6 @@ def user_view(store: GraphStore, user_id: str, *, split: str = "test", k: int = 
     wrote none for this user (evaluated with --no-graph, or on another store), from their
     recommendations_<split>.parquet, so every evaluated model shows with the same badges.
     """
-    q = queries_for(store.dialect)
     view = UserView(user_id=str(user_id), split=split)
     run = _Timer(view.seconds)
     user = run(store, "user", q.USER_QUERY, {"user_id": view.user_id})
@@ -229,7 +230,6 @@ def random_user(store: GraphStore, segment: str | None, n_users: int, rng: rando
     """A uniformly drawn user id (of `segment` when given); `n_users` is how many there are."""
     if n_users <= 0:
         return None
-    q = queries_for(store.dialect)
     skip = rng.randrange(n_users)
     if segment is None:
         frame = store.run_df(q.USER_AT_QUERY, {"skip": skip})
@@ -276,7 +276,6 @@ def sid_prefixes(sid: str) -> list[str]:
 
 
 def graph_has_sids(store: GraphStore) -> bool:
-    q = queries_for(store.dialect)
     return any(row.get("name") == "sid" for row in store.run(q.SID_PROPERTY_QUERY, {}))
 
 
@@ -284,7 +283,6 @@ def item_sid_levels(store: GraphStore, item_id: str, sid: str, *, limit: int = 8
     """Per SID prefix, the number of other items sharing it and the `limit` most popular of them.
     The full SID names one item (`iirg sid` disambiguates), so its level only shows a collision
     group when the last code is the disambiguation code: that group is the level before it."""
-    q = queries_for(store.dialect)
     prefixes = sid_prefixes(sid)
     counts = {row["prefix"]: int(row["n_items"])
               for row in store.run(q.SID_PREFIX_COUNTS_QUERY, {"prefixes": prefixes, "item_id": item_id})}
@@ -298,7 +296,6 @@ def item_sid_levels(store: GraphStore, item_id: str, sid: str, *, limit: int = 8
 
 
 def item_view(store: GraphStore, item_id: str, *, limit: int = 20) -> ItemView:
-    q = queries_for(store.dialect)
     view = ItemView(item_id=str(item_id))
     item = store.run_df(q.ITEM_QUERY, {"item_id": view.item_id})
     if item.empty:
@@ -357,7 +354,6 @@ def token_level_wide(frame: pd.DataFrame, group: str) -> tuple[pd.DataFrame, int
 
 
 def search_titles(store: GraphStore, text: str, *, limit: int = 25) -> pd.DataFrame:
-    q = queries_for(store.dialect)
     return store.run_df(q.TITLE_SEARCH_QUERY, {"text": text, "limit": int(limit)})
 
 
@@ -365,7 +361,6 @@ def search_titles(store: GraphStore, text: str, *, limit: int = 25) -> pd.DataFr
 # Overview: graph counts and segments
 # ==================================================================================================
 def graph_counts(store: GraphStore) -> dict[str, int]:
-    q = queries_for(store.dialect)
     counts = {k: int(v) for k, v in store.run_df(q.NODE_COUNTS_QUERY).iloc[0].items()}
     for name, query in RELATION_COUNT_QUERIES.items():
         counts[name] = int(store.run_df(query)["n"].iloc[0])
@@ -374,8 +369,7 @@ def graph_counts(store: GraphStore) -> dict[str, int]:
 
 def segment_counts(store: GraphStore) -> pd.DataFrame:
     """segment, label, n_users, share (in SEGMENT_LABELS order); empty when no user is labelled."""
-    q = queries_for(store.dialect)
-    frame = store.run_df(q.SEGMENT_COUNTS_QUERY)
+    frame = store.run_df(AQ.SEGMENT_COUNTS_QUERY)
     if frame.empty:
         return pd.DataFrame(columns=["segment", "label", "n_users", "share"])
     order = {name: i for i, name in enumerate(SEGMENT_LABELS)}
@@ -388,8 +382,7 @@ def segment_counts(store: GraphStore) -> pd.DataFrame:
 
 
 def recommended_models(store: GraphStore) -> pd.DataFrame:
-    q = queries_for(store.dialect)
-    return store.run_df(q.RECOMMENDED_MODELS_QUERY)
+    return store.run_df(AQ.RECOMMENDED_MODELS_QUERY)
 
 
 # ==================================================================================================

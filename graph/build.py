@@ -44,9 +44,6 @@ if TYPE_CHECKING:
     from graph.rundir import RunPaths
     from graph.store import StoreConfig
 
-COLLAB_EXTRA = ["window", "k", "split_scope"]
-
-
 @dataclass
 class BuildReport:
     seconds: dict[str, float] = field(default_factory=dict)

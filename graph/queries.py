@@ -1,9 +1,10 @@
 """Every Cypher statement of the graph build, in one place.
 
 Naming: `*_QUERY` text is sent unchanged to both backends (LadybugDB and Neo4j agree on it);
-`*_QUERY_NEO4J` / `*_QUERY_LADYBUG` exist where the dialects differ (DDL, bulk load). Values are
-always `$parameters`; writes go through `UNWIND $rows AS row`. Every Neo4j statement here is checked
-by Neo4j's own linter in tests/test_cypher_lint.py.
+`*_QUERY_NEO4J` is what Neo4j runs where the embedded store bulk-loads with COPY instead
+(`GraphSession.bulk_create`); the schema DDL is a `graph.dialect.PerDialect`. Values are always
+`$parameters`; writes go through `UNWIND $rows AS row`. Every Neo4j statement here is checked by
+Neo4j's own linter in tests/test_cypher_lint.py.
 
 Schema
     (:User {id, segment, hop, one_hop, any_hop, semantic_only, target_item_id, last_item_id})
@@ -180,25 +181,6 @@ RETURN a.id AS item_id, b.id AS neighbor_id, r.rank AS rank, r.score AS score, r
 READ_ITEMS_QUERY = """
 MATCH (i:Item)
 RETURN i.id AS item_id, i.idx AS idx, i.title AS title, i.popularity AS popularity
-"""
-
-READ_INTERACTIONS_QUERY = """
-MATCH (u:User)-[r:INTERACTED]->(i:Item)
-RETURN u.id AS user_id, i.id AS item_id, r.pos AS pos, r.ts AS ts, r.split AS split
-"""
-
-COUNT_NODES_QUERY = """
-MATCH (n:Item) WITH count(n) AS items
-MATCH (u:User) WITH items, count(u) AS users
-RETURN items, users
-"""
-
-COUNT_RELATIONS_QUERY = """
-MATCH ()-[r:INTERACTED]->() WITH count(r) AS interacted
-OPTIONAL MATCH ()-[n:NEXT]->() WITH interacted, count(n) AS next
-OPTIONAL MATCH ()-[c:COLLAB]->() WITH interacted, next, count(c) AS collab
-OPTIONAL MATCH ()-[s:SIMILAR]->()
-RETURN interacted, next, collab, count(s) AS similar
 """
 
 # Statements built from the dicts/lists above, for the Neo4j linter (tests/test_cypher_lint.py).

@@ -494,7 +494,7 @@ def record_model(run: RunPaths, model: str, recommendations: pd.DataFrame, *, sp
 def write_recommendations(store: StoreConfig, model: str, split: str, frame: pd.DataFrame,
                           *, max_rank: int = max(KS)) -> int:
     """Replace the model's RECOMMENDED edges for this split with `frame` (ranks <= max_rank)."""
-    from graph.analysis_queries import queries_for
+    from graph import analysis_queries as AQ
     from graph.store import open_store
 
     rows = frame.loc[frame["rank"] <= max_rank, ["user_id", "item_id", "rank"]].assign(
@@ -502,15 +502,14 @@ def write_recommendations(store: StoreConfig, model: str, split: str, frame: pd.
     rows["rank"] = rows["rank"].astype("int64")
     params = {"model": model, "split": split}
     with open_store(store) as graph:
-        q = queries_for(graph.dialect)
         if graph.dialect == "ladybug" and hasattr(graph, "copy_from"):
-            if int(graph.run(q.COUNT_RECOMMENDED, params)[0]["edges"]):
+            if int(graph.run(AQ.COUNT_RECOMMENDED_QUERY, params)[0]["edges"]):
                 _rebuild_recommended_ladybug(graph, params, rows)
             else:
                 graph.copy_from("RECOMMENDED", rows)
             return len(rows)
-        graph.run(q.DELETE_RECOMMENDED, params)
-        return graph.write_batch(q.CREATE_RECOMMENDED, rows.to_dict("records"))
+        graph.run(AQ.DELETE_RECOMMENDED_QUERY, params)
+        return graph.write_batch(AQ.CREATE_RECOMMENDED_QUERY, rows.to_dict("records"))
 
 
 def _rebuild_recommended_ladybug(graph, params: dict, rows: pd.DataFrame) -> None:

@@ -288,13 +288,12 @@ def graph_rows(frame: pd.DataFrame) -> list[dict]:
 
 def write_segments(store: StoreConfig, frame: pd.DataFrame) -> int:
     """Set the segment properties on the User nodes (test split), clearing them on all others."""
-    from graph.analysis_queries import queries_for
+    from graph import analysis_queries as AQ
     from graph.store import open_store
 
     with open_store(store) as graph:
-        q = queries_for(graph.dialect)
-        graph.run(q.CLEAR_USER_SEGMENTS, {})
-        return graph.write_batch(q.SET_USER_SEGMENTS, graph_rows(frame))
+        graph.run(AQ.CLEAR_USER_SEGMENTS_QUERY, {})
+        return graph.write_batch(AQ.SET_USER_SEGMENTS_QUERY, graph_rows(frame))
 
 
 def analyze(run: RunPaths, export: Export, *, config: SegmentConfig | None = None,

@@ -270,16 +270,15 @@ def read_embeddings(store: StoreConfig, item_ids: np.ndarray) -> np.ndarray:
 
 def write_sids_to_graph(store: StoreConfig, frame: pd.DataFrame) -> int:
     """Set `sid` and `sid_codes` on every Item node (adds the properties on LadybugDB first)."""
-    from graph.analysis_queries import queries_for
+    from graph import analysis_queries as AQ
     from graph.store import open_store
 
     with open_store(store) as graph:
-        q = queries_for(graph.dialect)
-        for ddl in q.ADD_ITEM_SID_PROPERTIES:
+        for ddl in AQ.ADD_ITEM_SID_PROPERTIES_QUERIES.text(graph.dialect):
             graph.run(ddl, {})
         rows = [{"item_id": i, "sid": s, "sid_codes": [int(c) for c in codes]}
                 for i, s, codes in zip(frame["item_id"], frame["sid"], frame["sid_codes"])]
-        return graph.write_batch(q.SET_ITEM_SIDS, rows)
+        return graph.write_batch(AQ.SET_ITEM_SIDS_QUERY, rows)
 
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
