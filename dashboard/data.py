@@ -36,6 +36,7 @@ import pandas as pd
 from graph import analysis_queries as AQ
 from graph import dashboard_queries as q
 from graph.dashboard_queries import RELATION_COUNT_QUERIES
+from graph.relations import RELATIONS, Relation
 from graph.store import GraphStore
 
 # Segment names as `train.segments` writes them, in the order the pages show them, with labels.
@@ -262,11 +263,20 @@ class ItemView:
     degree: dict = field(default_factory=dict)     # successors, predecessors, transition totals
     successors: pd.DataFrame = field(default_factory=pd.DataFrame)
     predecessors: pd.DataFrame = field(default_factory=pd.DataFrame)
-    collab: pd.DataFrame = field(default_factory=pd.DataFrame)
-    similar: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # relation name -> the item's neighbours (rank, item_id, title, the spec's columns), for every
+    # relation with an item view that the graph has (graph/relations)
+    neighbours: dict[str, pd.DataFrame] = field(default_factory=dict)
     has_sids: bool = False                          # the graph has `iirg sid`'s properties
     sid: str | None = None
     sid_levels: list[SidLevel] = field(default_factory=list)
+
+    @property
+    def collab(self) -> pd.DataFrame:
+        return self.neighbours.get("COLLAB", pd.DataFrame())
+
+    @property
+    def similar(self) -> pd.DataFrame:
+        return self.neighbours.get("SIMILAR", pd.DataFrame())
 
 
 def sid_prefixes(sid: str) -> list[str]:
@@ -307,8 +317,9 @@ def item_view(store: GraphStore, item_id: str, *, limit: int = 20) -> ItemView:
     params = {"item_id": view.item_id, "limit": int(limit)}
     view.successors = store.run_df(q.ITEM_SUCCESSORS_QUERY, params)
     view.predecessors = store.run_df(q.ITEM_PREDECESSORS_QUERY, params)
-    view.collab = store.run_df(q.ITEM_COLLAB_QUERY, {"item_id": view.item_id})
-    view.similar = store.run_df(q.ITEM_SIMILAR_QUERY, {"item_id": view.item_id})
+    for spec in graph_relations(store):
+        if spec.item_view is not None:
+            view.neighbours[spec.name] = store.run_df(spec.item_view.query, {"item_id": view.item_id})
     view.has_sids = graph_has_sids(store)
     if view.has_sids:
         sid = store.run_df(q.ITEM_SID_QUERY, {"item_id": view.item_id})
@@ -361,10 +372,21 @@ def search_titles(store: GraphStore, text: str, *, limit: int = 25) -> pd.DataFr
 # Overview: graph counts and segments
 # ==================================================================================================
 def graph_counts(store: GraphStore) -> dict[str, int]:
+    """users, items and the edges of every relationship type (0 for a type the graph lacks)."""
     counts = {k: int(v) for k, v in store.run_df(q.NODE_COUNTS_QUERY).iloc[0].items()}
+    present = {row["name"] for row in store.run(q.RELATIONSHIP_TYPES_QUERY)}
     for name, query in RELATION_COUNT_QUERIES.items():
-        counts[name] = int(store.run_df(query)["n"].iloc[0])
+        counts[name] = int(store.run_df(query)["n"].iloc[0]) if name in present else 0
     return counts
+
+
+def graph_relations(store: GraphStore) -> list[Relation]:
+    """The registry's relations this graph has: every one a build always makes, and each optional
+    one (`iirg build --extra-relations`) that has edges."""
+    present = {row["name"] for row in store.run(q.RELATIONSHIP_TYPES_QUERY)}
+    return [spec for spec in RELATIONS.values()
+            if not spec.optional or (spec.name in present
+                                     and int(store.run_df(RELATION_COUNT_QUERIES[spec.name])["n"].iloc[0]))]
 
 
 def segment_counts(store: GraphStore) -> pd.DataFrame:

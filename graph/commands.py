@@ -16,6 +16,7 @@ from dataclasses import fields
 
 from graph.config import GraphConfig
 from graph.errors import GraphError
+from graph.relations import RELATIONS, enabled_relations
 from ingest.commands import add_arguments as add_ingest_arguments
 
 
@@ -36,6 +37,10 @@ def _add_graph_options(parser: argparse.ArgumentParser) -> None:
                         help=help_of("embed_batch_size"))
     parser.add_argument("--include-valid", action="store_true", help=help_of("include_valid"))
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: ~/.cache/iirg)")
+    parser.add_argument("--extra-relations", type=lambda text: tuple(t for t in text.split(",") if t),
+                        default=GraphConfig.extra_relations, metavar="A,B,...",
+                        help=f"{defaults['extra_relations'].metadata['help']} (default: none)")
+    parser.add_argument("--extra-k", type=int, default=GraphConfig.extra_k, help=help_of("extra_k"))
 
 
 def register(sub, common) -> None:
@@ -71,11 +76,14 @@ def register(sub, common) -> None:
 def _graph_config(args) -> GraphConfig:
     values = {"window": args.window, "collab_k": args.collab_k, "semantic_k": args.semantic_k,
               "semantic": args.semantic, "embed_model": args.embed_model,
-              "embed_batch_size": args.embed_batch_size, "include_valid": args.include_valid}
+              "embed_batch_size": args.embed_batch_size, "include_valid": args.include_valid,
+              "extra_relations": args.extra_relations, "extra_k": args.extra_k}
     if args.cache_dir:
         values["cache_dir"] = args.cache_dir
     try:
-        return GraphConfig(**values)
+        config = GraphConfig(**values)
+        enabled_relations(config)   # unknown extra relation names fail here, before any work
+        return config
     except ValueError as e:
         raise GraphError(str(e)) from e
 
@@ -127,6 +135,9 @@ def print_build_summary(console, dataset, manifest, report, ctx, ingest_seconds:
     table.add_row("COLLAB edges (of which semantic back-fill)",
                   f"{counts['collab']:,} ({counts['collab_backfilled']:,})")
     table.add_row("SIMILAR edges", f"{counts['similar']:,}")
+    for name in manifest["params"].get("extra_relations", {}):
+        spec = RELATIONS[name]
+        table.add_row(f"{name} edges ({spec.summary.split(',')[0]})", f"{counts[spec.export_name]:,}")
     params = manifest["params"]
     table.add_row("window / k / semantic k", f"{params['window']} / {params['k']} / {params['semantic_k']}")
     table.add_row("relations built from", " + ".join(params["splits"]))
@@ -151,7 +162,7 @@ def run_export(args, ctx) -> int:
 
 
 def _export_run(ctx) -> dict:
-    from graph.build import read_relations
+    from graph.build import export_params, read_relations
     from graph.export import write_export
     from graph.store import open_store
     from ingest.schema import Dataset
@@ -159,17 +170,15 @@ def _export_run(ctx) -> dict:
     if not (ctx.run.dataset / "dataset.json").exists():
         raise GraphError(f"{ctx.run.root} has no ingested dataset: run `iirg build` first")
     dataset = Dataset.load(ctx.run.dataset)
-    with open_store(ctx.store, read_only=True) as store:
-        relations = read_relations(store)
     config_path = ctx.run.root / "config.json"
     recorded = json.loads(config_path.read_text()).get("graph") if config_path.exists() else None
     if not recorded:
         raise GraphError(f"{config_path} does not say how the graph was built: run `iirg build`")
-    recorded = {k: v for k, v in recorded.items() if k != "store"}
-    params = GraphConfig(**recorded).relation_params()
-    return write_export(ctx.run.export, dataset, popularity=relations.popularity,
-                        next_edges=relations.next, collab=relations.collab, similar=relations.similar,
-                        params=params, backend=ctx.store.describe())
+    config = GraphConfig(**{k: v for k, v in recorded.items() if k != "store"})
+    with open_store(ctx.store, read_only=True) as store:
+        relations = read_relations(store, config)
+    return write_export(ctx.run.export, dataset, popularity=relations.popularity, relations=relations.edges,
+                        params=export_params(config), backend=ctx.store.describe())
 
 
 def run_cypher(args, ctx) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from graph.dialect import Dialect, PerDialect, Query, text_for
+from graph.relations import RELATIONS
 
 MAX_PATH_HOPS = 4  # longest NEXT path the user explorer looks for (segments label > 3 hops "beyond")
 
@@ -156,18 +157,8 @@ OPTIONAL MATCH (:Item)-[n:NEXT]->(i)
 RETURN successors, out_transitions, count(n) AS predecessors, sum(n.count) AS in_transitions
 """
 
-ITEM_COLLAB_QUERY = """
-MATCH (a:Item {id: $item_id})-[r:COLLAB]->(b:Item)
-RETURN r.rank AS rank, b.id AS item_id, b.title AS title, r.count AS count, r.hop AS hop,
-       r.source AS source, r.via_item_id AS via_item_id
-ORDER BY rank
-"""
-
-ITEM_SIMILAR_QUERY = """
-MATCH (a:Item {id: $item_id})-[r:SIMILAR]->(b:Item)
-RETURN r.rank AS rank, b.id AS item_id, b.title AS title, r.score AS score
-ORDER BY rank
-"""
+# An item's neighbours by COLLAB, SIMILAR and every other relation: each relation's
+# `item_view.query` (graph/relations).
 
 # Case-insensitive substring search (toLower exists in both dialects); popular items first.
 TITLE_SEARCH_QUERY = """
@@ -230,13 +221,18 @@ RETURN users, items
 """
 
 # One statement per relation type: a counted scan of one type is what both databases do fastest.
+# The item-item types are the registry's (graph/relations); their names are fixed identifiers.
 RELATION_COUNT_QUERIES = {
     "INTERACTED": "MATCH (:User)-[r:INTERACTED]->(:Item) RETURN count(r) AS n",
-    "NEXT": "MATCH (:Item)-[r:NEXT]->(:Item) RETURN count(r) AS n",
-    "COLLAB": "MATCH (:Item)-[r:COLLAB]->(:Item) RETURN count(r) AS n",
-    "SIMILAR": "MATCH (:Item)-[r:SIMILAR]->(:Item) RETURN count(r) AS n",
+    **{name: f"MATCH (:Item)-[r:`{name}`]->(:Item) RETURN count(r) AS n" for name in RELATIONS},
     "RECOMMENDED": "MATCH (:User)-[r:RECOMMENDED]->(:Item) RETURN count(r) AS n",
 }
+
+# The relationship types the graph has: a graph built before a relation existed has no LadybugDB
+# table for it (a query naming it is a binder error there; Neo4j only warns).
+RELATIONSHIP_TYPES_QUERY = PerDialect(
+    ladybug="CALL show_tables() WHERE type = 'REL' RETURN name",
+    neo4j="CALL db.relationshipTypes() YIELD relationshipType RETURN relationshipType AS name")
 
 
 # -- console examples: one per dashboard concept ---------------------------------------------------

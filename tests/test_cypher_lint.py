@@ -1,6 +1,7 @@
 """Every Neo4j statement iirg can send passes Neo4j's own Cypher linter (tests/lint/lint.mjs).
 
-Collected from `graph/*queries*.py`, `graph/neo4j_store.py` and `graph/console.py`:
+Collected from `graph/*queries*.py`, the relation modules `graph/relations/*.py`,
+`graph/neo4j_store.py` and `graph/console.py`:
 - module-level str constants named `*_QUERY` (shared by both dialects) or `*_QUERY_NEO4J`
   (`*_QUERY_LADYBUG` is LadybugDB-only and not linted),
 - the Neo4j text of module-level `graph.dialect.PerDialect` constants named `*_QUERY` or `*_QUERIES`
@@ -37,7 +38,9 @@ PER_DIALECT_NAME = re.compile(r"^[A-Z][A-Z0-9_]*_(QUERY|QUERIES)$")
 
 def statement_modules() -> list[str]:
     names = sorted(f"graph.{p.stem}" for p in (REPO / "graph").glob("*queries*.py"))
-    return names + [m for m in EXTRA_MODULES if (REPO / (m.replace(".", "/") + ".py")).exists()]
+    relations = sorted(f"graph.relations.{p.stem}" for p in (REPO / "graph" / "relations").glob("*.py")
+                       if p.stem not in ("__init__", "spec"))
+    return names + relations + [m for m in EXTRA_MODULES if (REPO / (m.replace(".", "/") + ".py")).exists()]
 
 
 def collect_statements(module: types.ModuleType) -> dict[str, str]:
@@ -213,4 +216,5 @@ def test_collector_finds_the_project_statements():
     assert "graph.neo4j_store.DATABASE_CHECK_QUERY_NEO4J" in statements
     if (REPO / "graph" / "queries.py").exists():
         assert any(name.startswith("graph.queries.") for name in statements)
+    assert any(name.startswith("graph.relations.collab.") for name in statements)
     assert not any(name.endswith("_QUERY_LADYBUG") for name in statements)
