@@ -5,7 +5,7 @@
     for spec in enabled_relations(config): ...
 
 Adding a relation: write graph/relations/<name>.py with one `RELATION = Relation(...)` (see
-graph/relations/spec.py and collab.py), then add it to `_REGISTERED`
+graph/relations/spec.py, and shares_meta.py for a complete example), then add it to `_REGISTERED`
 below. Build, schema, export, `iirg export`, the instruction task and the dashboard's legend and
 item view follow from the spec. The order below is the order of export files, tasks and legends;
 the build order also honours each spec's `build_after`.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from graph.relations import collab, similar, transitions
+from graph.relations import collab, shares_meta, similar, transitions
 from graph.relations.spec import BuildContext, Column, ItemView, Legend, Relation, Task
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ _REGISTERED: tuple[Relation, ...] = (
     transitions.RELATION,
     collab.RELATION,
     similar.RELATION,
+    shares_meta.RELATION,
 )
 
 RELATIONS: dict[str, Relation] = {spec.name: spec for spec in _REGISTERED}
