@@ -100,10 +100,6 @@ class BuildContext:
         self.session.bulk_create(relation.name, frame[[src, dst, *rest]], relation.create_query)
 
 
-def _no_params(config: "GraphConfig") -> dict:
-    return {}
-
-
 @dataclass(frozen=True)
 class Relation:
     """One relation type between items. See the module docstring for who reads which field."""
@@ -124,7 +120,7 @@ class Relation:
     build_after: tuple[str, ...] = ()              # relations whose edges `build` reads
     stages: Callable[["GraphConfig"], tuple[str, ...]] = lambda config: ()  # build stages, for the progress bar
     extra_counts: Callable[[pd.DataFrame], dict[str, int]] = lambda frame: {}   # besides <export_name>: n
-    params: Callable[["GraphConfig"], dict] = _no_params   # what the manifest records (optional relations)
+    params: Callable[["GraphConfig"], dict] = lambda config: {}   # what the manifest records (optional relations)
     tidy: Callable[[pd.DataFrame], pd.DataFrame] = lambda frame: frame  # dtypes after reading back
     task: Task | None = None
     legend: Legend | None = None
