@@ -36,7 +36,10 @@ import pandas as pd
 
 from evaluate.metrics import decompose, decompose_means, gains
 from evaluate.segments import SEGMENT_LABELS
-from graph.dashboard_queries import RELATION_COUNT_QUERIES, queries_for
+from graph import analysis_queries as AQ
+from graph import dashboard_queries as q
+from graph.dashboard_queries import RELATION_COUNT_QUERIES
+from graph.relations import RELATIONS, Relation
 from graph.store import GraphStore
 
 HISTORY_SPLITS = {"test": ["train", "valid"], "valid": ["train"]}  # what precedes each target
@@ -119,7 +122,6 @@ def user_view(store: GraphStore, user_id: str, *, split: str = "test", k: int = 
     wrote none for this user (evaluated with --no-graph, or on another store), from their
     recommendations_<split>.parquet, so every evaluated model shows with the same badges.
     """
-    q = queries_for(store.dialect)
     view = UserView(user_id=str(user_id), split=split)
     run = _Timer(view.seconds)
     user = run(store, "user", q.USER_QUERY, {"user_id": view.user_id})
@@ -223,7 +225,6 @@ def random_user(store: GraphStore, segment: str | None, n_users: int, rng: rando
     """A uniformly drawn user id (of `segment` when given); `n_users` is how many there are."""
     if n_users <= 0:
         return None
-    q = queries_for(store.dialect)
     skip = rng.randrange(n_users)
     if segment is None:
         frame = store.run_df(q.USER_AT_QUERY, {"skip": skip})
@@ -256,11 +257,20 @@ class ItemView:
     degree: dict = field(default_factory=dict)     # successors, predecessors, transition totals
     successors: pd.DataFrame = field(default_factory=pd.DataFrame)
     predecessors: pd.DataFrame = field(default_factory=pd.DataFrame)
-    collab: pd.DataFrame = field(default_factory=pd.DataFrame)
-    similar: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # relation name -> the item's neighbours (rank, item_id, title, the spec's columns), for every
+    # relation with an item view that the graph has (graph/relations)
+    neighbours: dict[str, pd.DataFrame] = field(default_factory=dict)
     has_sids: bool = False                          # the graph has `iirg sid`'s properties
     sid: str | None = None
     sid_levels: list[SidLevel] = field(default_factory=list)
+
+    @property
+    def collab(self) -> pd.DataFrame:
+        return self.neighbours.get("COLLAB", pd.DataFrame())
+
+    @property
+    def similar(self) -> pd.DataFrame:
+        return self.neighbours.get("SIMILAR", pd.DataFrame())
 
 
 def sid_prefixes(sid: str) -> list[str]:
@@ -270,7 +280,6 @@ def sid_prefixes(sid: str) -> list[str]:
 
 
 def graph_has_sids(store: GraphStore) -> bool:
-    q = queries_for(store.dialect)
     return any(row.get("name") == "sid" for row in store.run(q.SID_PROPERTY_QUERY, {}))
 
 
@@ -278,7 +287,6 @@ def item_sid_levels(store: GraphStore, item_id: str, sid: str, *, limit: int = 8
     """Per SID prefix, the number of other items sharing it and the `limit` most popular of them.
     The full SID names one item (`iirg sid` disambiguates), so its level only shows a collision
     group when the last code is the disambiguation code: that group is the level before it."""
-    q = queries_for(store.dialect)
     prefixes = sid_prefixes(sid)
     counts = {row["prefix"]: int(row["n_items"])
               for row in store.run(q.SID_PREFIX_COUNTS_QUERY, {"prefixes": prefixes, "item_id": item_id})}
@@ -292,7 +300,6 @@ def item_sid_levels(store: GraphStore, item_id: str, sid: str, *, limit: int = 8
 
 
 def item_view(store: GraphStore, item_id: str, *, limit: int = 20) -> ItemView:
-    q = queries_for(store.dialect)
     view = ItemView(item_id=str(item_id))
     item = store.run_df(q.ITEM_QUERY, {"item_id": view.item_id})
     if item.empty:
@@ -304,8 +311,9 @@ def item_view(store: GraphStore, item_id: str, *, limit: int = 20) -> ItemView:
     params = {"item_id": view.item_id, "limit": int(limit)}
     view.successors = store.run_df(q.ITEM_SUCCESSORS_QUERY, params)
     view.predecessors = store.run_df(q.ITEM_PREDECESSORS_QUERY, params)
-    view.collab = store.run_df(q.ITEM_COLLAB_QUERY, {"item_id": view.item_id})
-    view.similar = store.run_df(q.ITEM_SIMILAR_QUERY, {"item_id": view.item_id})
+    for spec in graph_relations(store):
+        if spec.item_view is not None:
+            view.neighbours[spec.name] = store.run_df(spec.item_view.query, {"item_id": view.item_id})
     view.has_sids = graph_has_sids(store)
     if view.has_sids:
         sid = store.run_df(q.ITEM_SID_QUERY, {"item_id": view.item_id})
@@ -351,7 +359,6 @@ def token_level_wide(frame: pd.DataFrame, group: str) -> tuple[pd.DataFrame, int
 
 
 def search_titles(store: GraphStore, text: str, *, limit: int = 25) -> pd.DataFrame:
-    q = queries_for(store.dialect)
     return store.run_df(q.TITLE_SEARCH_QUERY, {"text": text, "limit": int(limit)})
 
 
@@ -359,17 +366,26 @@ def search_titles(store: GraphStore, text: str, *, limit: int = 25) -> pd.DataFr
 # Overview: graph counts and segments
 # ==================================================================================================
 def graph_counts(store: GraphStore) -> dict[str, int]:
-    q = queries_for(store.dialect)
+    """users, items and the edges of every relationship type (0 for a type the graph lacks)."""
     counts = {k: int(v) for k, v in store.run_df(q.NODE_COUNTS_QUERY).iloc[0].items()}
+    present = {row["name"] for row in store.run(q.RELATIONSHIP_TYPES_QUERY)}
     for name, query in RELATION_COUNT_QUERIES.items():
-        counts[name] = int(store.run_df(query)["n"].iloc[0])
+        counts[name] = int(store.run_df(query)["n"].iloc[0]) if name in present else 0
     return counts
+
+
+def graph_relations(store: GraphStore) -> list[Relation]:
+    """The registry's relations this graph has: every one a build always makes, and each optional
+    one (`iirg build --extra-relations`) that has edges."""
+    present = {row["name"] for row in store.run(q.RELATIONSHIP_TYPES_QUERY)}
+    return [spec for spec in RELATIONS.values()
+            if not spec.optional or (spec.name in present
+                                     and int(store.run_df(RELATION_COUNT_QUERIES[spec.name])["n"].iloc[0]))]
 
 
 def segment_counts(store: GraphStore) -> pd.DataFrame:
     """segment, label, n_users, share (in SEGMENT_LABELS order); empty when no user is labelled."""
-    q = queries_for(store.dialect)
-    frame = store.run_df(q.SEGMENT_COUNTS_QUERY)
+    frame = store.run_df(AQ.SEGMENT_COUNTS_QUERY)
     if frame.empty:
         return pd.DataFrame(columns=["segment", "label", "n_users", "share"])
     order = {name: i for i, name in enumerate(SEGMENT_LABELS)}
@@ -382,8 +398,7 @@ def segment_counts(store: GraphStore) -> pd.DataFrame:
 
 
 def recommended_models(store: GraphStore) -> pd.DataFrame:
-    q = queries_for(store.dialect)
-    return store.run_df(q.RECOMMENDED_MODELS_QUERY)
+    return store.run_df(AQ.RECOMMENDED_MODELS_QUERY)
 
 
 # ==================================================================================================

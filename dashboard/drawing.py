@@ -25,18 +25,18 @@ from urllib.parse import quote
 
 from dashboard import palette
 from dashboard.data import UserView
+from graph.relations import RELATIONS
 
 MAX_LINKED = 5  # linked history items drawn besides the recent ones
 # Node text in points. The page shows a drawing at its natural size when it fits the column, so this is
 # close to the size on screen (the old 12 pt drawings were scaled down to 9-11 px).
 FONT_PT = 14
 
-# Relationship type -> DOT line style; the colour is palette.RELATION[type].
+# Relationship type -> DOT line style (item-item relations: their specs' `Legend.line`); the colour is
+# palette.RELATION[type].
 EDGE_STYLES = {
-    "NEXT": "solid",
+    **{name: spec.legend.line for name, spec in RELATIONS.items() if spec.legend is not None},
     "PATH": "solid",
-    "COLLAB": "dashed",
-    "SIMILAR": "dashed",
     "HISTORY": "dotted",
     "INTERACTED": "dotted",
     "RECOMMENDED": "dashed",
@@ -53,9 +53,7 @@ def _legend(entries) -> str:
 MEMORIZATION_LEGEND = _legend([
     ("NEXT", "NEXT last → target (bold): one-hop memorization, a training transition"),
     ("PATH", "shortest multi-hop NEXT path from the last item (×count)"),
-    ("NEXT", "NEXT from another history item → target (×count)"),
-    ("COLLAB", "COLLAB: the target is a collaborative neighbour (#rank)"),
-    ("SIMILAR", "SIMILAR: the target is a semantic neighbour (cosine)"),
+    *((name, RELATIONS[name].legend.label) for name in ("NEXT", "COLLAB", "SIMILAR")),
     ("HISTORY", "history order"),
 ]) + " · click an item to open it"
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import html
 
+from graph.relations import RELATIONS
+
 VERMILLION = "#D55E00"
 ORANGE = "#E69F00"
 SKY_BLUE = "#56B4E9"
@@ -35,12 +37,16 @@ SEGMENT = {
 # Groups of the per-segment table that are not segments.
 GROUP = {"all": "#666666", "covered": VERMILLION, "uncovered": SKY_BLUE, "any_hop": ORANGE}
 
-# Relation types in drawings, legends and badges.
+# The palette by name: a relation's spec names its colour (graph/relations, `Legend.colour`).
+COLOURS = {"VERMILLION": VERMILLION, "ORANGE": ORANGE, "SKY_BLUE": SKY_BLUE, "BLUISH_GREEN": BLUISH_GREEN,
+           "REDDISH_PURPLE": REDDISH_PURPLE, "GREY": GREY, "YELLOW": YELLOW}
+
+# Relation types in drawings, legends and badges: the item-item relations in their specs' colours
+# (NEXT, training transitions: vermillion; COLLAB sky blue; SIMILAR bluish green; ...), then the
+# kinds that are not relations of the registry.
 RELATION = {
-    "NEXT": VERMILLION,         # training transition: memorization
+    **{name: COLOURS[spec.legend.colour] for name, spec in RELATIONS.items() if spec.legend is not None},
     "PATH": ORANGE,             # a multi-hop chain of NEXT edges
-    "COLLAB": SKY_BLUE,
-    "SIMILAR": BLUISH_GREEN,
     "HISTORY": GREY,
     "INTERACTED": GREY,
     "RECOMMENDED": REDDISH_PURPLE,

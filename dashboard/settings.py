@@ -59,7 +59,7 @@ def settings_from_env(env: dict | None = None) -> Settings | None:
         # A URI may carry `user:pw@` (copied from a connection string): the driver refuses that, and the
         # URI is shown on every page, so the credentials move into the config's own fields. The
         # environment's user and password win when both are given.
-        from graph.neo4j_store import split_uri_credentials   # lazy: the driver import costs ~0.3 s
+        from graph.uri import split_uri_credentials
 
         uri, uri_user, uri_password = split_uri_credentials(env[ENV_NEO4J])
         config = StoreConfig(backend="neo4j", uri=uri, user=env.get(ENV_NEO4J_USER) or uri_user or "neo4j",

@@ -133,32 +133,28 @@ def write_recommendations(graph: GraphStore, model: str, split: str, frame: pd.D
 
     Hold the run lock around the call: a build must not swap the store during the write.
     """
-    from graph.analysis_queries import queries_for
+    from graph import analysis_queries as AQ
 
     rows = frame.loc[frame["rank"] <= max_rank, ["user_id", "item_id", "rank"]].assign(
         model=model, split=split)[["user_id", "item_id", "model", "rank", "split"]]
     rows["rank"] = rows["rank"].astype("int64")
     params = {"model": model, "split": split}
-    q = queries_for(graph.dialect)
-    if graph.dialect == "ladybug" and hasattr(graph, "copy_from"):
-        if int(graph.run(q.COUNT_RECOMMENDED, params)[0]["edges"]):
-            _rebuild_recommended_ladybug(graph, params, rows)
-        else:
-            graph.copy_from("RECOMMENDED", rows)
+    if graph.dialect == "ladybug" and int(graph.run(AQ.COUNT_RECOMMENDED_QUERY, params)[0]["edges"]):
+        # A performance difference, not a capability: LadybugDB deletes 10^5 edges one by one in
+        # minutes, so a re-recorded model swaps the whole table instead (Neo4j deletes in seconds).
+        _rebuild_recommended_ladybug(graph, params, rows)
         return len(rows)
-    graph.run(q.DELETE_RECOMMENDED, params)
-    return graph.write_batch(q.CREATE_RECOMMENDED, rows.to_dict("records"))
+    graph.run(AQ.DELETE_RECOMMENDED_QUERY, params)
+    return graph.bulk_create("RECOMMENDED", rows, AQ.CREATE_RECOMMENDED_QUERY)
 
 
-def _rebuild_recommended_ladybug(graph, params: dict, rows: pd.DataFrame) -> None:
+def _rebuild_recommended_ladybug(graph: GraphStore, params: dict, rows: pd.DataFrame) -> None:
     """Swap one model/split's edges: keep the others, re-create the table, COPY all back."""
     from graph import analysis_queries as AQ
-    from graph.queries import SCHEMA_QUERIES_LADYBUG
+    from graph.queries import TABLES_LADYBUG
 
-    ddl = [s for s in SCHEMA_QUERIES_LADYBUG if "REL TABLE IF NOT EXISTS RECOMMENDED(" in s]
-    if len(ddl) != 1:
-        raise EvaluationError("graph.queries has no single RECOMMENDED table definition")
     kept = graph.run_df(AQ.READ_OTHER_RECOMMENDED_QUERY_LADYBUG, params)
     graph.run(AQ.DROP_RECOMMENDED_TABLE_QUERY_LADYBUG)
-    graph.run(ddl[0])
-    graph.copy_from("RECOMMENDED", pd.concat([kept.astype({"rank": "int64"}), rows], ignore_index=True))
+    graph.run(TABLES_LADYBUG["RECOMMENDED"])
+    graph.bulk_create("RECOMMENDED", pd.concat([kept.astype({"rank": "int64"}), rows], ignore_index=True),
+                      AQ.CREATE_RECOMMENDED_QUERY)

@@ -303,11 +303,10 @@ def write_segments(graph: GraphStore, frame: pd.DataFrame) -> int:
 
     Hold the run lock around the call: a build must not swap the store during the write.
     """
-    from graph.analysis_queries import queries_for
+    from graph import analysis_queries as AQ
 
-    q = queries_for(graph.dialect)
-    graph.run(q.CLEAR_USER_SEGMENTS, {})
-    return graph.write_batch(q.SET_USER_SEGMENTS, graph_rows(frame))
+    graph.run(AQ.CLEAR_USER_SEGMENTS_QUERY, {})
+    return graph.write_batch(AQ.SET_USER_SEGMENTS_QUERY, graph_rows(frame))
 
 
 def analyze(run: RunPaths, export: Export, *, config: SegmentConfig | None = None) -> dict[str, pd.DataFrame]:

@@ -1,9 +1,11 @@
 """Cypher of the memorization analysis: segments on User nodes, RECOMMENDED edges, semantic IDs.
 
 Written by `evaluate.segments.write_segments` (iirg analyze), `evaluate.record.write_recommendations`
-(iirg baseline / ensemble / LLM evaluation) and `train.sid.write_sids_to_graph` (iirg sid); read by the dashboard and `iirg cypher`. Values are always
-$params, writes are `UNWIND $rows AS row`. Shared text is `*_QUERY`; where LadybugDB and Neo4j differ
-the two variants are `*_QUERY_LADYBUG` / `*_QUERY_NEO4J`, picked by `queries_for(dialect)`.
+(iirg baseline / ensemble / LLM evaluation) and `train.sid.write_sids_to_graph` (iirg sid); read by
+the dashboard and `iirg cypher`. Values are always $params, writes are `UNWIND $rows AS row`. A
+`*_QUERY` is either one text for both dialects or a `graph.dialect.PerDialect` that the store
+resolves itself (`store.write_batch(SET_USER_SEGMENTS_QUERY, rows)`); `*_QUERY_LADYBUG` statements
+are LadybugDB-only.
 
 Dialect difference: LadybugDB types a parameter list from its values, so a batch in which every
 `hop` is null arrives as STRING and cannot be stored in the INT64 property; it is cast explicitly.
@@ -12,7 +14,7 @@ Neo4j stores nulls as "no property" and needs no cast.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from graph.dialect import PerDialect
 
 # Reset every user first: users that are no longer evaluated must not keep stale labels.
 CLEAR_USER_SEGMENTS_QUERY = """
@@ -28,8 +30,8 @@ SET u.segment = row.segment, u.hop = {hop}, u.one_hop = row.one_hop, u.any_hop =
     u.semantic_only = row.semantic_only, u.target_item_id = row.target_item_id,
     u.last_item_id = row.last_item_id
 """
-SET_USER_SEGMENTS_QUERY_LADYBUG = _SET_USER_SEGMENTS.format(hop="CAST(row.hop AS INT64)")
-SET_USER_SEGMENTS_QUERY_NEO4J = _SET_USER_SEGMENTS.format(hop="row.hop")
+SET_USER_SEGMENTS_QUERY = PerDialect(ladybug=_SET_USER_SEGMENTS.format(hop="CAST(row.hop AS INT64)"),
+                                     neo4j=_SET_USER_SEGMENTS.format(hop="row.hop"))
 
 DELETE_RECOMMENDED_QUERY = """
 MATCH (:User)-[r:RECOMMENDED]->(:Item)
@@ -91,11 +93,11 @@ RETURN i.id AS item_id, i.embedding AS embedding
 
 # LadybugDB has a fixed schema: the SID properties are added to a graph built before `iirg sid`.
 # Neo4j needs no DDL for a new property; an index makes prefix look-ups (STARTS WITH) fast.
-ADD_ITEM_SID_PROPERTIES_LADYBUG = [
-    "ALTER TABLE Item ADD IF NOT EXISTS sid STRING",
-    "ALTER TABLE Item ADD IF NOT EXISTS sid_codes INT64[]",
-]
 ITEM_SID_INDEX_QUERY_NEO4J = "CREATE INDEX item_sid IF NOT EXISTS FOR (i:Item) ON (i.sid)"
+ADD_ITEM_SID_PROPERTIES_QUERIES = PerDialect(
+    ladybug=("ALTER TABLE Item ADD IF NOT EXISTS sid STRING",
+             "ALTER TABLE Item ADD IF NOT EXISTS sid_codes INT64[]"),
+    neo4j=(ITEM_SID_INDEX_QUERY_NEO4J,))
 
 SET_ITEM_SIDS_QUERY = """
 UNWIND $rows AS row
@@ -103,36 +105,3 @@ MATCH (i:Item {id: row.item_id})
 SET i.sid = row.sid, i.sid_codes = row.sid_codes
 """
 
-
-@dataclass(frozen=True)
-class AnalysisQueries:
-    CLEAR_USER_SEGMENTS: str
-    SET_USER_SEGMENTS: str
-    DELETE_RECOMMENDED: str
-    CREATE_RECOMMENDED: str
-    COUNT_RECOMMENDED: str
-    SEGMENT_COUNTS: str
-    HITS_BY_SEGMENT: str
-    RECOMMENDED_MODELS: str
-    ADD_ITEM_SID_PROPERTIES: tuple[str, ...]
-    SET_ITEM_SIDS: str
-
-
-def queries_for(dialect: str) -> AnalysisQueries:
-    """The query set for a store's dialect ('ladybug' or 'neo4j')."""
-    if dialect not in ("ladybug", "neo4j"):
-        raise ValueError(f"unknown Cypher dialect {dialect!r}")
-    return AnalysisQueries(
-        CLEAR_USER_SEGMENTS=CLEAR_USER_SEGMENTS_QUERY,
-        SET_USER_SEGMENTS=SET_USER_SEGMENTS_QUERY_LADYBUG if dialect == "ladybug"
-        else SET_USER_SEGMENTS_QUERY_NEO4J,
-        DELETE_RECOMMENDED=DELETE_RECOMMENDED_QUERY,
-        CREATE_RECOMMENDED=CREATE_RECOMMENDED_QUERY,
-        COUNT_RECOMMENDED=COUNT_RECOMMENDED_QUERY,
-        SEGMENT_COUNTS=SEGMENT_COUNTS_QUERY,
-        HITS_BY_SEGMENT=HITS_BY_SEGMENT_QUERY,
-        RECOMMENDED_MODELS=RECOMMENDED_MODELS_QUERY,
-        ADD_ITEM_SID_PROPERTIES=tuple(ADD_ITEM_SID_PROPERTIES_LADYBUG) if dialect == "ladybug"
-        else (ITEM_SID_INDEX_QUERY_NEO4J,),
-        SET_ITEM_SIDS=SET_ITEM_SIDS_QUERY,
-    )

@@ -1,18 +1,20 @@
-"""Build the item graph of one dataset: load, then NEXT, COLLAB and SIMILAR relations, with Cypher.
+"""Build the item graph of one dataset: load, then every relation of graph/relations, with Cypher.
 
-    build_graph(dataset, store, GraphConfig()) -> BuildReport
+    build_graph(dataset, store, GraphConfig()) -> (Relations, BuildReport)
 
 Stages (each timed in the report):
-  load        users, items and ordered INTERACTED edges (embedded: COPY into a fresh database;
-              Neo4j: MERGE on unique ids, interactions rewritten)
-  popularity  training interactions per item (Cypher) -> Item.popularity
-  next        one-hop transitions between consecutive training positions (Cypher) -> NEXT
-  cooccur     co-occurrence within the window (Cypher aggregation) -> top-k COLLAB, ranked by count,
-              then the neighbour's training popularity, then source order (IIRG reference)
   embed       item-text embeddings (cached by text hash), stored on the Item nodes at load
-  semantic    exact top-k cosine over the embeddings -> SIMILAR
-  backfill    items with fewer than k collaborative neighbours get the co-occurrence neighbours of
-              their nearest semantic neighbours (Cypher), source='semantic_backfill', via=<that item>
+  load        users, items and ordered INTERACTED edges (embedded: COPY into a fresh database;
+              Neo4j: MERGE on unique ids, interactions rewritten), through `GraphStore.rebuild`
+  popularity  training interactions per item (Cypher) -> Item.popularity
+then each relation's own stages, in registry order within `build_after` (graph/relations):
+  next        NEXT: one-hop transitions between consecutive training positions (Cypher)
+  semantic    SIMILAR: exact top-k cosine over the embeddings
+  cooccur     COLLAB: co-occurrence within the window (Cypher aggregation) -> top-k, ranked by count,
+              then the neighbour's training popularity, then source order (IIRG reference)
+  backfill    COLLAB: items with fewer than k collaborative neighbours get the co-occurrence
+              neighbours of their nearest semantic neighbours (Cypher), source='semantic_backfill'
+  (optional relations named in GraphConfig.extra_relations add theirs, e.g. SHARES_META's `meta`)
 
 Only the training part of each sequence feeds relations (plus the validation item with
 include_valid); the test item never does.
@@ -30,22 +32,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from graph import queries as Q
 from graph.config import GraphConfig
 from graph.errors import GraphError
-from graph.semantic import EmbeddingStats, embed_items, item_texts, topk_cosine
-from graph.store import GraphStore
+from graph.relations import RELATIONS, BuildContext, build_order, enabled_relations
+from graph.semantic import EmbeddingStats, embed_items, item_texts
+from graph.store import GraphSession, GraphStore
 from ingest.schema import Dataset
 
 if TYPE_CHECKING:
     from graph.rundir import RunPaths
     from graph.store import StoreConfig
-
-COLLAB_EXTRA = ["window", "k", "split_scope"]
-
 
 @dataclass
 class BuildReport:
@@ -72,12 +71,22 @@ class BuildReport:
 
 @dataclass
 class Relations:
-    """The relations as built, the same rows that were written to the graph."""
+    """The relations as built (the same rows that were written to the graph), by relation name."""
 
     popularity: pd.Series
-    next: pd.DataFrame
-    collab: pd.DataFrame
-    similar: pd.DataFrame
+    edges: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def next(self) -> pd.DataFrame:
+        return self.edges["NEXT"]
+
+    @property
+    def collab(self) -> pd.DataFrame:
+        return self.edges["COLLAB"]
+
+    @property
+    def similar(self) -> pd.DataFrame:
+        return self.edges["SIMILAR"]
 
 
 # -- load ------------------------------------------------------------------------------------------
@@ -93,176 +102,59 @@ def _item_rows(dataset: Dataset, embeddings: np.ndarray | None) -> pd.DataFrame:
     return items[columns]
 
 
-def load_dataset(store: GraphStore, dataset: Dataset, embeddings: np.ndarray | None = None,
-                 dialect: str = "ladybug") -> None:
-    """Create the schema and load users, items (with their text embeddings) and interactions.
+def load_dataset(session: GraphSession, dataset: Dataset, embeddings: np.ndarray | None = None) -> None:
+    """Load users, items (with their text embeddings) and interactions, replacing what the graph held.
 
-    Embeddings travel with the item rows: setting 384 floats per item afterwards, row by row through
-    Cypher, costs more than the whole rest of the build.
+    `session` is what `GraphStore.rebuild()` yields: a fresh embedded database (the deletes find
+    nothing) or a Neo4j transaction (users and items the dataset no longer has go, interactions are
+    written anew). Embeddings travel with the item rows: setting 384 floats per item afterwards, row
+    by row through Cypher, costs more than the whole rest of the build.
     """
     items = _item_rows(dataset, embeddings)
     users = pd.DataFrame({"id": dataset.interactions["user_id"].drop_duplicates().to_numpy()})
     inter = dataset.interactions
-    if dialect == "ladybug":
-        for query in Q.SCHEMA_QUERIES_LADYBUG:
-            store.run(query)
-        # No transaction needed: the embedded graph is built in a fresh folder swapped in at the end.
-        store.copy_from("Item", items, list(items.columns))
-        store.copy_from("User", users, ["id"])
-        store.copy_from("INTERACTED", pa.table({
-            "from": inter["user_id"].to_numpy(), "to": inter["item_id"].to_numpy(),
-            "pos": inter["pos"].to_numpy(), "ts": pa.array(inter["ts"], type=pa.int64()),
-            "split": inter["split"].to_numpy()}))
-        return
-    # Neo4j: `store` is the open transaction of build_graph (schema DDL ran before it).
-    rows = inter.astype({"ts": object}).where(inter.notna(), None)
-    store.run(Q.DELETE_STALE_USERS_QUERY_NEO4J, {"ids": users["id"].tolist()})
-    store.run(Q.DELETE_STALE_ITEMS_QUERY_NEO4J, {"ids": items["id"].tolist()})
-    store.run(Q.DELETE_INTERACTIONS_QUERY_NEO4J)
-    if "embedding" in items:
-        items["embedding"] = items["embedding"].map(lambda v: v.tolist())
-    store.write_batch(Q.MERGE_ITEMS_QUERY_NEO4J, items.to_dict("records"), batch_size=1000)
-    store.write_batch(Q.MERGE_USERS_QUERY_NEO4J, users.to_dict("records"))
-    store.write_batch(Q.CREATE_INTERACTIONS_QUERY_NEO4J,
-                      rows[["user_id", "item_id", "pos", "ts", "split"]].to_dict("records"))
+    session.run(Q.DELETE_STALE_USERS_QUERY, {"ids": users["id"].tolist()})
+    session.run(Q.DELETE_STALE_ITEMS_QUERY, {"ids": items["id"].tolist()})
+    session.run(Q.DELETE_INTERACTIONS_QUERY)
+    session.bulk_create("Item", items, Q.MERGE_ITEMS_QUERY_NEO4J, batch_size=1000)
+    session.bulk_create("User", users, Q.MERGE_USERS_QUERY_NEO4J)
+    # Arrow keeps the nullable timestamps as integers (pandas would make them floats).
+    session.bulk_create("INTERACTED", pa.table({
+        "user_id": inter["user_id"].to_numpy(), "item_id": inter["item_id"].to_numpy(),
+        "pos": inter["pos"].to_numpy(), "ts": pa.array(inter["ts"], type=pa.int64()),
+        "split": inter["split"].to_numpy()}), Q.CREATE_INTERACTIONS_QUERY_NEO4J)
 
 
-# -- relation selection (pure functions over what Cypher returned) ----------------------------------
-def select_top_collab(cooccur: pd.DataFrame, popularity: pd.Series, order: pd.Series, k: int) -> pd.DataFrame:
-    """Top-k co-occurrence neighbours per item: count desc, popularity desc, source order asc.
-
-    Sorted on integer keys (item positions), not strings: 1.5M pairs on Yelp sort in a fraction of
-    the time.
-    """
-    item_ids = pa.array(order.index.to_numpy(dtype=object))
-    anchor = pc.index_in(pa.array(cooccur["item_id"].to_numpy(dtype=object)), value_set=item_ids).to_numpy()
-    neighbour = pc.index_in(pa.array(cooccur["neighbor_id"].to_numpy(dtype=object)), value_set=item_ids).to_numpy()
-    pop = popularity.reindex(order.index).fillna(0).to_numpy()[neighbour]
-    count = cooccur["count"].to_numpy()
-    # np.lexsort: the last key is the primary one.
-    ranked = np.lexsort((neighbour, -pop, -count, anchor))
-    anchor_sorted = anchor[ranked]
-    starts = np.r_[0, np.flatnonzero(np.diff(anchor_sorted)) + 1]
-    rank = np.arange(len(ranked)) - np.repeat(starts, np.diff(np.r_[starts, len(ranked)])) + 1
-    keep = rank <= k
-    top = cooccur.iloc[ranked[keep]].reset_index(drop=True)
-    top["rank"] = rank[keep].astype(np.int64)
-    top["source"] = "cooccur"
-    top["via_item_id"] = None
-    return top[["item_id", "neighbor_id", "rank", "count", "hop", "source", "via_item_id"]]
-
-
-def select_backfill(candidates: pd.DataFrame, top: pd.DataFrame, item_ids: list[str], k: int) -> pd.DataFrame:
-    """Fill each short item up to k from its semantic neighbours' co-occurrence neighbours.
-
-    Candidates are taken in (semantic rank, collaborative rank) order; a neighbour already present
-    (or the item itself) is skipped; each keeps the semantic neighbour it came through (`via`).
-    """
-    have = top.groupby("item_id").size()
-    present = set(zip(top["item_id"], top["neighbor_id"]))
-    ordered = candidates.sort_values(["item_id", "similar_rank", "collab_rank"], kind="stable")
-    ordered = ordered.drop_duplicates(["item_id", "neighbor_id"], keep="first")
-    keep = [(a, n) not in present for a, n in zip(ordered["item_id"], ordered["neighbor_id"])]
-    ordered = ordered[np.array(keep, dtype=bool)] if len(ordered) else ordered
-    ordered = ordered.assign(slot=ordered.groupby("item_id", sort=False).cumcount()
-                             + ordered["item_id"].map(have).fillna(0).astype(int).to_numpy() + 1)
-    fill = ordered[ordered["slot"] <= k]
-    fill = fill[fill["item_id"].isin(item_ids)]
-    return pd.DataFrame({"item_id": fill["item_id"].to_numpy(), "neighbor_id": fill["neighbor_id"].to_numpy(),
-                         "rank": fill["slot"].to_numpy(dtype=np.int64), "count": np.zeros(len(fill), np.int64),
-                         "hop": pd.array([pd.NA] * len(fill), dtype="Int64"),
-                         "source": "semantic_backfill", "via_item_id": fill["via_item_id"].to_numpy()})
-
-
-# -- writing relations ------------------------------------------------------------------------------
-def _frame(store: GraphStore, query: str, params: dict, columns: list[str]) -> pd.DataFrame:
-    """Rows of a read as a DataFrame with known columns (also when there are none). The embedded
-    store hands over a DataFrame directly; a Neo4j transaction gives records."""
-    if hasattr(store, "run_columns"):
-        return store.run_columns(query, params)[columns]
-    return pd.DataFrame(store.run(query, params), columns=columns)
-
-
-def _write_edges(store: GraphStore, dialect: str, table: str, query: str, frame: pd.DataFrame,
-                 src: str, dst: str) -> None:
-    if dialect == "ladybug":
-        cols = [c for c in frame.columns if c not in (src, dst)]
-        data = pa.Table.from_pandas(frame[[src, dst, *cols]], preserve_index=False)
-        store.copy_from(table, data, None)
-        return
-    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    store.write_batch(query, rows)
-
-
-def build_relations(store: GraphStore, dialect: str, dataset: Dataset, config: GraphConfig,
-                    report: BuildReport, bar: tqdm, embeddings: np.ndarray | None = None,
-                    progress: bool = True) -> Relations:
-    params = {"splits": config.splits, "window": config.window}
-    order = pd.Series(np.arange(len(dataset.items)), index=dataset.items["item_id"])
-
-    for name in ("NEXT", "COLLAB", "SIMILAR"):  # a rebuild on Neo4j replaces the old relations
-        store.run(Q.DELETE_RELATION_QUERIES[name])
+# -- relations --------------------------------------------------------------------------------------
+def build_relations(session: GraphSession, dataset: Dataset, config: GraphConfig, report: BuildReport,
+                    bar: tqdm, embeddings: np.ndarray | None = None, progress: bool = True) -> Relations:
+    """Popularity, then every enabled relation (graph/relations), each written as it is built."""
+    specs = enabled_relations(config)
+    for spec in RELATIONS.values():  # a rebuild on Neo4j replaces the old relations, built or not
+        session.run(spec.delete_query)
 
     with report.stage("popularity", bar):
-        pop = _frame(store, Q.POPULARITY_QUERY, params, ["item_id", "popularity"])
+        pop = session.run_columns(Q.POPULARITY_QUERY, {"splits": config.splits})[["item_id", "popularity"]]
         popularity = pd.Series(pop["popularity"].to_numpy(dtype=np.int64), index=pop["item_id"].to_numpy())
-        store.write_batch(Q.SET_POPULARITY_QUERY, pop.to_dict("records"), batch_size=20000)
+        session.write_batch(Q.SET_POPULARITY_QUERY, pop.to_dict("records"), batch_size=20000)
 
-    with report.stage("next", bar):
-        next_edges = _frame(store, Q.TRANSITIONS_QUERY, params, ["src_item_id", "dst_item_id", "count"])
-        next_edges = next_edges.sort_values(["src_item_id", "dst_item_id"], ignore_index=True)
-        next_edges["count"] = next_edges["count"].astype(np.int64)
-        next_edges["split_scope"] = config.split_scope
-        _write_edges(store, dialect, "NEXT", Q.CREATE_NEXT_QUERY, next_edges, "src_item_id", "dst_item_id")
-
-    with report.stage("cooccur", bar):
-        cooccur = _frame(store, Q.COOCCURRENCE_QUERY, params, ["item_id", "neighbor_id", "count", "hop"])
-        report.counts["cooccur_pairs"] = len(cooccur)
-        top = select_top_collab(cooccur, popularity, order, config.collab_k)
-        top["hop"] = top["hop"].astype("Int64")
-        _write_edges(store, dialect, "COLLAB", Q.CREATE_COLLAB_QUERY,
-                     top.assign(window=config.window, k=config.collab_k, split_scope=config.split_scope),
-                     "item_id", "neighbor_id")
-
-    similar = pd.DataFrame(columns=["item_id", "neighbor_id", "rank", "score"])
-    backfill = top.iloc[0:0]
-    if embeddings is not None:
-        with report.stage("semantic", bar):
-            neighbours, scores = topk_cosine(embeddings, config.semantic_k, config.similarity_batch_rows,
-                                             progress)
-            ids = dataset.items["item_id"].to_numpy()
-            kk = neighbours.shape[1]
-            similar = pd.DataFrame({
-                "item_id": np.repeat(ids, kk), "neighbor_id": ids[neighbours.ravel()],
-                "rank": np.tile(np.arange(1, kk + 1, dtype=np.int64), len(ids)),
-                "score": scores.ravel().astype(np.float64)})
-            _write_edges(store, dialect, "SIMILAR", Q.CREATE_SIMILAR_QUERY,
-                         similar.assign(model=config.embed_model, k=config.semantic_k),
-                         "item_id", "neighbor_id")
-
-        with report.stage("backfill", bar):
-            have = top.groupby("item_id").size()
-            short = [i for i in dataset.items["item_id"] if have.get(i, 0) < config.collab_k]
-            candidates = _frame(store, Q.BACKFILL_CANDIDATES_QUERY, {"item_ids": short},
-                                ["item_id", "neighbor_id", "via_item_id", "similar_rank", "collab_rank"])
-            backfill = select_backfill(candidates, top, short, config.collab_k)
-            _write_edges(store, dialect, "COLLAB", Q.CREATE_COLLAB_QUERY,
-                         backfill.assign(window=config.window, k=config.collab_k,
-                                         split_scope=config.split_scope),
-                         "item_id", "neighbor_id")
-
-    collab = pd.concat([top, backfill], ignore_index=True).sort_values(["item_id", "rank"], ignore_index=True)
-    report.counts.update({"next": len(next_edges), "collab": len(collab),
-                          "collab_backfilled": len(backfill), "similar": len(similar)})
-    return Relations(popularity=popularity, next=next_edges[["src_item_id", "dst_item_id", "count"]],
-                     collab=collab, similar=similar)
+    ctx = BuildContext(session=session, dataset=dataset, config=config, popularity=popularity,
+                       order=pd.Series(np.arange(len(dataset.items)), index=dataset.items["item_id"]),
+                       embeddings=embeddings, built={}, counts=report.counts,
+                       stage=lambda name: report.stage(name, bar), progress=progress)
+    for spec in build_order(specs):
+        ctx.built[spec.name] = spec.build(ctx)
+    for spec in specs:
+        frame = ctx.built[spec.name]
+        report.counts.update({spec.export_name: len(frame), **spec.extra_counts(frame)})
+    return Relations(popularity=popularity, edges={spec.name: ctx.built[spec.name] for spec in specs})
 
 
 def build_graph(dataset: Dataset, store: GraphStore, config: GraphConfig,
                 progress: bool = True) -> tuple[Relations, BuildReport]:
     """Load the dataset and build every relation; see the module docstring for the stages."""
     report = BuildReport()
-    stages = 4 + (3 if config.semantic else 0)
+    stages = 2 + (1 if config.semantic else 0) + sum(len(spec.stages(config)) for spec in enabled_relations(config))
     embeddings = None
     with tqdm(total=stages, desc=f"build {dataset.name}", unit="stage", disable=not progress) as bar:
         if config.semantic:
@@ -270,38 +162,37 @@ def build_graph(dataset: Dataset, store: GraphStore, config: GraphConfig,
                 texts = item_texts(dataset.items, config.description_chars)
                 embeddings, report.embedding = embed_items(texts, config.embed_model, config.cache_dir,
                                                            config.embed_batch_size, progress)
-        if store.dialect == "ladybug":
-            # Built in a fresh database that build_run swaps in whole: no transaction needed.
-            if "Item" in {t["name"] for t in store.run("CALL show_tables() RETURN name")}:
-                raise GraphError("build_graph needs an empty embedded store; `build_run` rebuilds a "
-                                 "run's graph in a fresh folder and swaps it in")
+        # All or nothing: a Neo4j transaction, or the fresh embedded database build_run swaps in.
+        with store.rebuild(Q.SCHEMA_QUERIES) as session:
             with report.stage("load", bar):
-                load_dataset(store, dataset, embeddings, "ladybug")
-            relations = build_relations(store, "ladybug", dataset, config, report, bar, embeddings, progress)
-        else:
-            for query in Q.SCHEMA_QUERIES_NEO4J:  # schema changes cannot share a data transaction
-                store.run(query)
-            with store.transaction() as tx:  # all or nothing: a failed rebuild keeps the old graph
-                with report.stage("load", bar):
-                    load_dataset(tx, dataset, embeddings, "neo4j")
-                relations = build_relations(tx, "neo4j", dataset, config, report, bar, embeddings, progress)
+                load_dataset(session, dataset, embeddings)
+            relations = build_relations(session, dataset, config, report, bar, embeddings, progress)
     report.counts.update({"users": int(dataset.interactions["user_id"].nunique()),
                           "items": len(dataset.items), "interactions": len(dataset.interactions)})
     return relations, report
 
 
 # -- one run: build into the run's store and export --------------------------------------------------
-def read_relations(store: GraphStore) -> Relations:
-    """Read the relations back from a built graph (what `iirg export` writes)."""
+def read_relations(store: GraphStore, config: GraphConfig | None = None) -> Relations:
+    """Read the relations back from a built graph (what `iirg export` writes): those `config` builds
+    (default: the ones every build makes)."""
     items = store.run_df(Q.READ_ITEMS_QUERY)
     popularity = pd.Series(items["popularity"].fillna(0).to_numpy(dtype=np.int64), index=items["item_id"].to_numpy())
-    next_edges = store.run_df(Q.READ_NEXT_QUERY).sort_values(["src_item_id", "dst_item_id"], ignore_index=True)
-    collab = store.run_df(Q.READ_COLLAB_QUERY).sort_values(["item_id", "rank"], ignore_index=True)
-    collab["hop"] = collab["hop"].astype("Int64")
-    collab["via_item_id"] = collab["via_item_id"].astype(object).where(collab["via_item_id"].notna(), None)
-    similar = store.run_df(Q.READ_SIMILAR_QUERY).sort_values(["item_id", "rank"], ignore_index=True)
-    return Relations(popularity=popularity, next=next_edges[["src_item_id", "dst_item_id", "count"]],
-                     collab=collab, similar=similar)
+    edges = {}
+    for spec in enabled_relations(config or GraphConfig()):
+        frame = store.run_df(spec.read_query).sort_values(list(spec.sort_by), ignore_index=True)
+        edges[spec.name] = spec.tidy(frame)
+    return Relations(popularity=popularity, edges=edges)
+
+
+def export_params(config: GraphConfig) -> dict:
+    """What the export manifest records about how the relations were made: the config's relation
+    parameters, plus each extra relation's own (only when there are extra relations)."""
+    params = config.relation_params()
+    extra = [spec for spec in enabled_relations(config) if spec.optional]
+    if extra:
+        params["extra_relations"] = {spec.name: spec.params(config) for spec in extra}
+    return params
 
 
 def training_transitions(dataset: Dataset, splits: list[str]) -> int:
@@ -356,8 +247,7 @@ def build_run(run: "RunPaths", dataset: Dataset, store_config: "StoreConfig", co
             with open_store(store_config) as store:
                 relations, report = build_graph(dataset, store, config, progress)
         manifest = write_export(stage.path(run.export), dataset, popularity=relations.popularity,
-                                next_edges=relations.next, collab=relations.collab,
-                                similar=relations.similar, params=config.relation_params(),
+                                relations=relations.edges, params=export_params(config),
                                 backend=store_config.describe())
         stage.path(run.build_report).write_text(json.dumps(
             {"ingest_seconds": round(ingest_seconds, 3), **report.to_dict()}, indent=2))

@@ -16,6 +16,7 @@ import time
 from common.config import add_config_flags, config_from_args, config_values
 from graph.config import GraphConfig
 from graph.errors import GraphError
+from graph.relations import RELATIONS, enabled_relations
 from ingest.commands import add_arguments as add_ingest_arguments
 
 
@@ -59,6 +60,7 @@ def run_build(args, ctx) -> int:
 
     console = Console()
     config = config_from_args(GraphConfig, args, table="build")
+    enabled_relations(config)  # an unknown extra relation name fails here, before any work
     ingest_values = config_values(IngestConfig, args, table="ingest")
     # --no-progress covers ingest, build, embedding and top-k bars
     progress = ingest_values.get("progress") is not False
@@ -98,6 +100,9 @@ def print_build_summary(console, dataset, manifest, report, ctx, ingest_seconds:
     table.add_row("COLLAB edges (of which semantic back-fill)",
                   f"{counts['collab']:,} ({counts['collab_backfilled']:,})")
     table.add_row("SIMILAR edges", f"{counts['similar']:,}")
+    for name in manifest["params"].get("extra_relations", {}):
+        spec = RELATIONS[name]
+        table.add_row(f"{name} edges ({spec.summary.split(',')[0]})", f"{counts[spec.export_name]:,}")
     params = manifest["params"]
     table.add_row("window / k / semantic k", f"{params['window']} / {params['k']} / {params['semantic_k']}")
     table.add_row("relations built from", " + ".join(params["splits"]))
@@ -122,7 +127,7 @@ def run_export(args, ctx) -> int:
 
 
 def _export_run(ctx) -> dict:
-    from graph.build import read_relations
+    from graph.build import export_params, read_relations
     from graph.export import write_export
     from graph.store import open_store
     from ingest.schema import Dataset
@@ -130,17 +135,15 @@ def _export_run(ctx) -> dict:
     if not (ctx.run.dataset / "dataset.json").exists():
         raise GraphError(f"{ctx.run.root} has no ingested dataset: run `iirg build` first")
     dataset = Dataset.load(ctx.run.dataset)
-    with open_store(ctx.store, read_only=True) as store:
-        relations = read_relations(store)
     config_path = ctx.run.root / "config.json"
     recorded = json.loads(config_path.read_text()).get("graph") if config_path.exists() else None
     if not recorded:
         raise GraphError(f"{config_path} does not say how the graph was built: run `iirg build`")
-    recorded = {k: v for k, v in recorded.items() if k != "store"}
-    params = GraphConfig(**recorded).relation_params()
-    return write_export(ctx.run.export, dataset, popularity=relations.popularity,
-                        next_edges=relations.next, collab=relations.collab, similar=relations.similar,
-                        params=params, backend=ctx.store.describe())
+    config = GraphConfig(**{k: v for k, v in recorded.items() if k != "store"})
+    with open_store(ctx.store, read_only=True) as store:
+        relations = read_relations(store, config)
+    return write_export(ctx.run.export, dataset, popularity=relations.popularity, relations=relations.edges,
+                        params=export_params(config), backend=ctx.store.describe())
 
 
 def run_cypher(args, ctx) -> int:

@@ -36,12 +36,18 @@ class GraphConfig:
         "help": "embedding cache (keyed by model + sha256 of item text): a rebuild re-embeds nothing"})
     similarity_batch_rows: int = field(default=512, metadata={
         "help": "rows per block of the exact top-k cosine; memory ~ rows x items x 4 bytes"})
+    extra_relations: tuple[str, ...] = field(default=(), metadata={
+        "help": "optional relations to build and export as well (graph/relations): SHARES_META, items "
+                "sharing categories or brand"})
+    extra_k: int = field(default=10, metadata={
+        "help": "neighbours kept per item by the top-k extra relations (SHARES_META)"})
 
     def __post_init__(self):
         if self.window < 1:
             raise ConfigError("window must be >= 1")
-        if self.collab_k < 1 or self.semantic_k < 1:
-            raise ConfigError("collab_k and semantic_k must be >= 1")
+        if self.collab_k < 1 or self.semantic_k < 1 or self.extra_k < 1:
+            raise ConfigError("collab_k, semantic_k and extra_k must be >= 1")
+        self.extra_relations = tuple(self.extra_relations)
         self.cache_dir = Path(self.cache_dir)
 
     @property
@@ -54,7 +60,8 @@ class GraphConfig:
         return "+".join(self.splits)
 
     def relation_params(self) -> dict:
-        """What the export manifest records about how the relations were made."""
+        """What the export manifest records about how the relations were made (extra relations add
+        their own parameters: graph.build.export_params)."""
         return {"window": self.window, "k": self.collab_k, "semantic_k": self.semantic_k,
                 "model": self.embed_model if self.semantic else None, "semantic": self.semantic,
                 "description_chars": self.description_chars, "include_valid": self.include_valid,
@@ -63,4 +70,5 @@ class GraphConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["cache_dir"] = str(self.cache_dir)
+        d["extra_relations"] = list(self.extra_relations)
         return d

@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from graph.errors import GraphError, ReadOnlyViolation
+from graph.errors import GraphError
 from graph.readonly import check_plan, check_read_only
 from graph.store import StoreConfig, open_store
 from common.errors import IirgError
@@ -92,7 +92,7 @@ def run_read_query(config: StoreConfig, query: str, params: dict | None = None, 
         raise ValueError("row_limit must be >= 1")
     if timeout_s is not None and timeout_s <= 0:
         raise ValueError("timeout_s must be > 0 (or None for no limit)")
-    dialect = "neo4j" if config.backend == "neo4j" else "ladybug"
+    dialect = config.dialect
     check_read_only(query, dialect)
     started = time.perf_counter()
     with open_store(config, read_only=True) as store:
@@ -100,73 +100,13 @@ def run_read_query(config: StoreConfig, query: str, params: dict | None = None, 
             # Never run ad-hoc text on a writable store, whatever open_store returned.
             raise GraphError(f"{type(store).__name__} did not open read-only; refusing to run the query")
         # Second layer: the database's own plan, independent of the token guard above.
-        explain = getattr(store, "explain", None)
-        if explain is None:
-            raise GraphError(f"{type(store).__name__} cannot EXPLAIN a query; refusing to run ad-hoc Cypher on it")
-        check_plan(explain(query, params or {}))
-        columns, rows, truncated = _fetch(store, query, params or {}, row_limit, timeout_s)
+        check_plan(store.explain(query, params or {}))
+        columns, rows, truncated = store.run_limited(query, params or {}, limit=row_limit, timeout_s=timeout_s)
     rows = [tuple(_normalize(value) for value in row) for row in rows]
     nodes, relationships = collect_graph(rows)
     return ConsoleResult(frame=pd.DataFrame(rows, columns=columns), truncated=truncated, row_limit=row_limit,
                          nodes=nodes, relationships=relationships,
                          elapsed_s=time.perf_counter() - started, dialect=dialect)
-
-
-def fetch_ladybug(connection, query: str, params: dict | None = None, *, limit: int,
-                  timeout_s: float | None = None) -> tuple[list[str], list[tuple], bool]:
-    """Run `query` on a `ladybug.Connection` and read at most `limit` rows: (columns, rows, truncated).
-
-    For `EmbeddedStore.run_limited`. The timeout applies to this query only (reset afterwards).
-    """
-    if timeout_s is not None:
-        connection.set_query_timeout(max(1, int(timeout_s * 1000)))
-    try:
-        result = connection.execute(query, params or {})
-        if isinstance(result, list):        # LadybugDB returns one result per statement
-            raise GraphError("the query holds several statements; run one at a time")
-        columns = result.get_column_names()
-        rows: list[tuple] = []
-        while len(rows) <= limit and result.has_next():
-            rows.append(tuple(result.get_next()))
-        result.close()
-    except RuntimeError as e:
-        message = str(e)
-        if message.startswith("Interrupted"):
-            raise GraphError(f"the query timed out after {timeout_s:g} s and was interrupted") from e
-        if "read-only database" in message:
-            raise ReadOnlyViolation(f"LadybugDB refused a write on a read-only database: {message}") from e
-        raise GraphError(f"LadybugDB: {message}") from e
-    finally:
-        if timeout_s is not None:
-            connection.set_query_timeout(0)
-    return columns, rows[:limit], len(rows) > limit
-
-
-def _fetch(store, query: str, params: dict, limit: int, timeout_s: float | None):
-    run_limited = getattr(store, "run_limited", None)
-    if run_limited is not None:
-        return run_limited(query, params, limit=limit, timeout_s=timeout_s)
-    # A store without run_limited: time-limit through set_timeout when it has one, read everything and
-    # keep the first rows (correct, but the whole result is materialized).
-    set_timeout = getattr(store, "set_timeout", None)
-    if set_timeout is None and timeout_s is not None:
-        raise GraphError(f"{type(store).__name__} supports neither run_limited nor set_timeout")
-    if set_timeout is not None:
-        set_timeout(timeout_s)
-    try:
-        frame = store.run_df(query, params)
-    except GraphError as e:
-        text = str(e)
-        if text.startswith("Interrupted"):
-            raise GraphError(f"the query timed out after {timeout_s:g} s and was interrupted") from e
-        if "read-only database" in text:
-            raise ReadOnlyViolation(f"the database refused a write on a read-only store: {text}") from e
-        raise
-    finally:
-        if set_timeout is not None:
-            set_timeout(None)
-    rows = [tuple(_null_to_none(v) for v in row) for row in frame.itertuples(index=False, name=None)]
-    return list(frame.columns), rows[:limit], len(rows) > limit
 
 
 # -- values ----------------------------------------------------------------------------------------
@@ -384,5 +324,5 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["ConsoleResult", "GraphNode", "GraphRel", "collect_graph", "fetch_ladybug", "format_result",
-           "parse_params", "run_read_query"]
+__all__ = ["ConsoleResult", "GraphNode", "GraphRel", "collect_graph", "format_result", "parse_params",
+           "run_read_query"]

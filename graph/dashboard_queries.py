@@ -1,11 +1,10 @@
 """Every Cypher statement of the dashboard (`iirg dashboard`), in one place.
 
-    from graph.dashboard_queries import queries_for
-    q = queries_for(store.dialect)             # 'ladybug' or 'neo4j'
+    from graph import dashboard_queries as q
     store.run_df(q.HISTORY_QUERY, {"user_id": "42"})
 
-Most statements are the same text on both backends (`*_QUERY` constants). Where the dialects differ
-there are `*_QUERY_LADYBUG` / `*_QUERY_NEO4J` pairs and `queries_for` picks one:
+Most statements are the same text on both backends. Where the dialects differ a `*_QUERY` is a
+`graph.dialect.PerDialect`, and the store sends its own dialect's text:
 - SID presence: LadybugDB asks its catalogue (`table_info`), Neo4j looks for one item with a `sid`.
 - shortest path: LadybugDB writes `(a)-[:NEXT* SHORTEST 1..4]->(b)` and reads path members with
   `properties(nodes(p), 'id')`; Neo4j writes `shortestPath((a)-[:NEXT*1..4]->(b))` and uses list
@@ -22,7 +21,9 @@ user input). Every Neo4j statement is checked by Neo4j's linter (tests/test_cyph
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+
+from graph.dialect import Dialect, PerDialect, Query, text_for
+from graph.relations import RELATIONS
 
 MAX_PATH_HOPS = 4  # longest NEXT path the user explorer looks for (segments label > 3 hops "beyond")
 
@@ -47,19 +48,17 @@ MATCH (a:Item {id: $source_item_id})-[r:NEXT]->(b:Item {id: $target_item_id})
 RETURN r.count AS count
 """
 
-SHORTEST_NEXT_PATH_QUERY_LADYBUG = f"""
+SHORTEST_NEXT_PATH_QUERY = PerDialect(ladybug=f"""
 MATCH p = (a:Item {{id: $source_item_id}})-[:NEXT* SHORTEST 1..{MAX_PATH_HOPS}]->(b:Item {{id: $target_item_id}})
 RETURN properties(nodes(p), 'id') AS item_ids, properties(nodes(p), 'title') AS titles,
        properties(rels(p), 'count') AS counts, length(p) AS hops
 LIMIT 1
-"""
-
-SHORTEST_NEXT_PATH_QUERY_NEO4J = f"""
+""", neo4j=f"""
 MATCH p = shortestPath((a:Item {{id: $source_item_id}})-[:NEXT*1..{MAX_PATH_HOPS}]->(b:Item {{id: $target_item_id}}))
 RETURN [n IN nodes(p) | n.id] AS item_ids, [n IN nodes(p) | n.title] AS titles,
        [r IN relationships(p) | r.count] AS counts, length(p) AS hops
 LIMIT 1
-"""
+""")
 
 # History items with an edge of one relation type into the target: why the target is reachable.
 HISTORY_NEXT_TO_TARGET_QUERY = """
@@ -158,18 +157,8 @@ OPTIONAL MATCH (:Item)-[n:NEXT]->(i)
 RETURN successors, out_transitions, count(n) AS predecessors, sum(n.count) AS in_transitions
 """
 
-ITEM_COLLAB_QUERY = """
-MATCH (a:Item {id: $item_id})-[r:COLLAB]->(b:Item)
-RETURN r.rank AS rank, b.id AS item_id, b.title AS title, r.count AS count, r.hop AS hop,
-       r.source AS source, r.via_item_id AS via_item_id
-ORDER BY rank
-"""
-
-ITEM_SIMILAR_QUERY = """
-MATCH (a:Item {id: $item_id})-[r:SIMILAR]->(b:Item)
-RETURN r.rank AS rank, b.id AS item_id, b.title AS title, r.score AS score
-ORDER BY rank
-"""
+# An item's neighbours by COLLAB, SIMILAR and every other relation: each relation's
+# `item_view.query` (graph/relations).
 
 # Case-insensitive substring search (toLower exists in both dialects); popular items first.
 TITLE_SEARCH_QUERY = """
@@ -192,16 +181,14 @@ RETURN i.id AS item_id, i.title AS title
 # Whether the graph has SIDs at all. LadybugDB has a fixed schema: `i.sid` on a graph built before
 # `iirg sid` is a binder error, so the page asks the catalogue first. Neo4j returns null for a missing
 # property, so one item with a sid (an index seek on item_sid) is the answer there.
-SID_PROPERTY_QUERY_LADYBUG = """
+SID_PROPERTY_QUERY = PerDialect(ladybug="""
 CALL table_info('Item') RETURN name
-"""
-
-SID_PROPERTY_QUERY_NEO4J = """
+""", neo4j="""
 MATCH (i:Item)
 WHERE i.sid IS NOT NULL
 RETURN 'sid' AS name
 LIMIT 1
-"""
+""")
 
 ITEM_SID_QUERY = """
 MATCH (i:Item {id: $item_id})
@@ -226,13 +213,7 @@ ORDER BY popularity DESC, item_id
 LIMIT $limit
 """
 
-# -- overview --------------------------------------------------------------------------------------
-SEGMENT_COUNTS_QUERY = """
-MATCH (u:User)
-WHERE u.segment IS NOT NULL
-RETURN u.segment AS segment, count(*) AS n_users
-"""
-
+# -- overview (segment counts and the models' RECOMMENDED edges: graph.analysis_queries) ------------
 NODE_COUNTS_QUERY = """
 MATCH (i:Item) WITH count(i) AS items
 MATCH (u:User) WITH items, count(u) AS users
@@ -240,85 +221,33 @@ RETURN users, items
 """
 
 # One statement per relation type: a counted scan of one type is what both databases do fastest.
+# The item-item types are the registry's (graph/relations); their names are fixed identifiers.
 RELATION_COUNT_QUERIES = {
     "INTERACTED": "MATCH (:User)-[r:INTERACTED]->(:Item) RETURN count(r) AS n",
-    "NEXT": "MATCH (:Item)-[r:NEXT]->(:Item) RETURN count(r) AS n",
-    "COLLAB": "MATCH (:Item)-[r:COLLAB]->(:Item) RETURN count(r) AS n",
-    "SIMILAR": "MATCH (:Item)-[r:SIMILAR]->(:Item) RETURN count(r) AS n",
+    **{name: f"MATCH (:Item)-[r:`{name}`]->(:Item) RETURN count(r) AS n" for name in RELATIONS},
     "RECOMMENDED": "MATCH (:User)-[r:RECOMMENDED]->(:Item) RETURN count(r) AS n",
 }
 
-RECOMMENDED_MODELS_QUERY = """
-MATCH (:User)-[r:RECOMMENDED]->(:Item)
-RETURN r.model AS model, r.split AS split, count(*) AS edges
-ORDER BY model, split
-"""
-
-
-@dataclass(frozen=True)
-class DashboardQueries:
-    """The statements for one dialect; attribute names are the shared `*_QUERY` names."""
-
-    dialect: Literal["ladybug", "neo4j"]
-    SHORTEST_NEXT_PATH_QUERY: str
-    SID_PROPERTY_QUERY: str
-    USER_QUERY: str = USER_QUERY
-    HISTORY_QUERY: str = HISTORY_QUERY
-    NEXT_EDGE_QUERY: str = NEXT_EDGE_QUERY
-    HISTORY_NEXT_TO_TARGET_QUERY: str = HISTORY_NEXT_TO_TARGET_QUERY
-    HISTORY_COLLAB_TO_TARGET_QUERY: str = HISTORY_COLLAB_TO_TARGET_QUERY
-    HISTORY_SIMILAR_TO_TARGET_QUERY: str = HISTORY_SIMILAR_TO_TARGET_QUERY
-    RECOMMENDATIONS_QUERY: str = RECOMMENDATIONS_QUERY
-    SUCCESSORS_AMONG_QUERY: str = SUCCESSORS_AMONG_QUERY
-    COLLAB_AMONG_QUERY: str = COLLAB_AMONG_QUERY
-    SIMILAR_AMONG_QUERY: str = SIMILAR_AMONG_QUERY
-    USER_AT_QUERY: str = USER_AT_QUERY
-    SEGMENT_USER_AT_QUERY: str = SEGMENT_USER_AT_QUERY
-    ITEM_QUERY: str = ITEM_QUERY
-    ITEM_SUCCESSORS_QUERY: str = ITEM_SUCCESSORS_QUERY
-    ITEM_PREDECESSORS_QUERY: str = ITEM_PREDECESSORS_QUERY
-    ITEM_DEGREE_QUERY: str = ITEM_DEGREE_QUERY
-    ITEM_COLLAB_QUERY: str = ITEM_COLLAB_QUERY
-    ITEM_SIMILAR_QUERY: str = ITEM_SIMILAR_QUERY
-    TITLE_SEARCH_QUERY: str = TITLE_SEARCH_QUERY
-    ITEM_TITLES_QUERY: str = ITEM_TITLES_QUERY
-    ITEM_SID_QUERY: str = ITEM_SID_QUERY
-    SID_PREFIX_COUNTS_QUERY: str = SID_PREFIX_COUNTS_QUERY
-    SID_PREFIX_ITEMS_QUERY: str = SID_PREFIX_ITEMS_QUERY
-    SEGMENT_COUNTS_QUERY: str = SEGMENT_COUNTS_QUERY
-    NODE_COUNTS_QUERY: str = NODE_COUNTS_QUERY
-    RECOMMENDED_MODELS_QUERY: str = RECOMMENDED_MODELS_QUERY
-
-
-LADYBUG = DashboardQueries(dialect="ladybug", SHORTEST_NEXT_PATH_QUERY=SHORTEST_NEXT_PATH_QUERY_LADYBUG,
-                           SID_PROPERTY_QUERY=SID_PROPERTY_QUERY_LADYBUG)
-NEO4J = DashboardQueries(dialect="neo4j", SHORTEST_NEXT_PATH_QUERY=SHORTEST_NEXT_PATH_QUERY_NEO4J,
-                         SID_PROPERTY_QUERY=SID_PROPERTY_QUERY_NEO4J)
-
-
-def queries_for(dialect: str) -> DashboardQueries:
-    if dialect == "ladybug":
-        return LADYBUG
-    if dialect == "neo4j":
-        return NEO4J
-    raise ValueError(f"unknown dialect {dialect!r} (expected 'ladybug' or 'neo4j')")
+# The relationship types the graph has: a graph built before a relation existed has no LadybugDB
+# table for it (a query naming it is a binder error there; Neo4j only warns).
+RELATIONSHIP_TYPES_QUERY = PerDialect(
+    ladybug="CALL show_tables() WHERE type = 'REL' RETURN name",
+    neo4j="CALL db.relationshipTypes() YIELD relationshipType RETURN relationshipType AS name")
 
 
 # -- console examples: one per dashboard concept ---------------------------------------------------
 @dataclass(frozen=True)
 class ConsoleExample:
     title: str
-    ladybug: str
-    neo4j: str
+    query: Query
     params: dict
 
-    def text(self, dialect: str) -> str:
-        return self.neo4j if dialect == "neo4j" else self.ladybug
+    def text(self, dialect: Dialect) -> str:
+        return text_for(self.query, dialect)
 
 
 def _same(title: str, query: str, params: dict) -> ConsoleExample:
-    query = query.strip()
-    return ConsoleExample(title, query, query, params)
+    return ConsoleExample(title, query.strip(), params)
 
 
 CONSOLE_EXAMPLES: list[ConsoleExample] = [
@@ -331,10 +260,11 @@ CONSOLE_EXAMPLES: list[ConsoleExample] = [
           {"user_id": "1"}),
     ConsoleExample(
         "User explorer: shortest NEXT path from the last history item to the target (drawn)",
-        "MATCH p = (a:Item {id: $last_item_id})-[:NEXT* SHORTEST 1..4]->(b:Item {id: $target_item_id})\n"
-        "RETURN p",
-        "MATCH p = shortestPath((a:Item {id: $last_item_id})-[:NEXT*1..4]->(b:Item {id: $target_item_id}))\n"
-        "RETURN p",
+        PerDialect(
+            ladybug="MATCH p = (a:Item {id: $last_item_id})-[:NEXT* SHORTEST 1..4]->(b:Item {id: $target_item_id})\n"
+                    "RETURN p",
+            neo4j="MATCH p = shortestPath((a:Item {id: $last_item_id})-[:NEXT*1..4]->(b:Item {id: $target_item_id}))\n"
+                  "RETURN p"),
         {"last_item_id": "1", "target_item_id": "1000"}),
     # The target comes from the user's own test interaction, so the default parameters find rows on
     # any dataset (a fixed target id matched nothing for user 1).
@@ -367,5 +297,5 @@ CONSOLE_EXAMPLES: list[ConsoleExample] = [
 # the constants of this module and this list).
 LINT_EXAMPLES_NEO4J = [
     *RELATION_COUNT_QUERIES.values(),
-    *(example.neo4j for example in CONSOLE_EXAMPLES),
+    *(example.text("neo4j") for example in CONSOLE_EXAMPLES),
 ]

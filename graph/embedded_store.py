@@ -1,7 +1,8 @@
 """The default store: an embedded, on-disk LadybugDB (the maintained fork of Kùzu) graph.
 
 LadybugDB runs in-process: no server to start, one database file (plus its write-ahead log) per run
-folder. Bulk loads go through `COPY ... FROM <arrow table>`, much faster than row-by-row Cypher.
+folder. Bulk loads go through `COPY ... FROM <arrow table>` (`bulk_create`), much faster than
+row-by-row Cypher. Implements `graph.store.GraphStore` in full.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import ladybug
 import pandas as pd
 import pyarrow as pa
 
-from graph.errors import GraphError, StoreUnavailable
+from graph.dialect import PerDialect, Query, text_for
+from graph.errors import GraphError, ReadOnlyViolation, StoreUnavailable
 
 if TYPE_CHECKING:
     from graph.readonly import QueryPlan
@@ -36,39 +38,40 @@ class EmbeddedStore:
         self.read_only = read_only
 
     # -- GraphStore protocol ---------------------------------------------------------------------
-    def _execute(self, query: str, params: dict | None):
+    def _execute(self, query: Query, params: dict | None):
+        query = text_for(query, self.dialect)
         try:
             return self._conn.execute(query, params or {})
         except RuntimeError as e:
             raise GraphError(f"{e}\n  in query: {' '.join(query.split())[:300]}") from e
 
-    def run(self, query: str, params: dict | None = None) -> list[dict]:
+    def run(self, query: Query, params: dict | None = None) -> list[dict]:
         return self.run_df(query, params).to_dict("records")
 
-    def run_df(self, query: str, params: dict | None = None) -> pd.DataFrame:
+    def run_df(self, query: Query, params: dict | None = None) -> pd.DataFrame:
         result = self._execute(query, params)
         columns = result.get_column_names()
         frame = result.get_as_df()
         frame.columns = columns  # keep the RETURN names even for empty results
         return frame
 
-    def run_columns(self, query: str, params: dict | None = None) -> pd.DataFrame:
+    def run_columns(self, query: Query, params: dict | None = None) -> pd.DataFrame:
         """Like run_df, through Arrow: 3-4x faster on million-row results of scalar columns (list
         columns come back as numpy arrays, node values as raw structs, hence a separate method)."""
         table = self._execute(query, params).get_as_arrow()
         return table.to_pandas()
 
-    def write_batch(self, query: str, rows: Iterable[dict], batch_size: int = 5000) -> int:
+    def write_batch(self, query: Query, rows: Iterable[dict], batch_size: int = 5000) -> int:
         rows = list(rows)
         for start in range(0, len(rows), batch_size):
             self._execute(query, {"rows": rows[start:start + batch_size]})
         return len(rows)
 
-    def run_limited(self, query: str, params: dict | None = None, *, limit: int,
-                    timeout_s: float | None = None):
+    def run_limited(self, query: Query, params: dict | None = None, *, limit: int,
+                    timeout_s: float | None = None) -> tuple[list[str], list[tuple], bool]:
         """At most `limit` rows (+1 to detect truncation), fetched without loading the whole result."""
-        from graph.console import fetch_ladybug
-        return fetch_ladybug(self._conn, query, params, limit=limit, timeout_s=timeout_s)
+        return fetch_ladybug(self._conn, text_for(query, self.dialect), params, limit=limit,
+                             timeout_s=timeout_s)
 
     def explain(self, query: str, params: dict | None = None) -> "QueryPlan":
         """What LadybugDB would run for `query`, from EXPLAIN (planned, not executed): the console's
@@ -81,11 +84,19 @@ class EmbeddedStore:
         result.close()
         return parse_ladybug_plan("\n".join(str(row[0]) for row in rows))
 
-    def set_timeout(self, timeout_s: float | None) -> None:
-        """Interrupt any later query that runs longer than this (None = no limit)."""
-        self._conn.set_query_timeout(int(timeout_s * 1000) if timeout_s else 0)
+    def bulk_create(self, table: str, frame: pd.DataFrame | pa.Table, query: Query = "", *,
+                    batch_size: int = 5000) -> int:
+        """COPY the frame into `table` (GraphStore.bulk_create; `query` and `batch_size` are for
+        Neo4j). Node tables take the frame's columns by name, so optional ones (the embedding) may be
+        left out; relationship tables take the from and to ids first, then the properties in order."""
+        node_table = self._table_types().get(table) == "NODE"
+        columns = list(frame.column_names if isinstance(frame, pa.Table) else frame.columns) if node_table else None
+        return self.copy_from(table, frame, columns)
 
-    # -- bulk load and transactions (embedded only) ---------------------------------------------
+    def _table_types(self) -> dict[str, str]:
+        return {row["name"]: row["type"] for row in self.run("CALL show_tables() RETURN name, type")}
+
+    # -- bulk load and transactions ----------------------------------------------------------------
     def copy_from(self, table: str, frame: pd.DataFrame | pa.Table, columns: list[str] | None = None) -> int:
         """COPY a frame into a node or rel table (rel tables: first two columns = from, to ids).
 
@@ -110,6 +121,20 @@ class EmbeddedStore:
             raise
         self._execute("COMMIT", None)
 
+    @contextmanager
+    def rebuild(self, schema: PerDialect[tuple[str, ...]]) -> Iterator["EmbeddedStore"]:
+        """Create the schema, then yield the store itself for writing a whole new graph.
+
+        The store must hold no node yet: a rebuild goes into a fresh database that
+        `graph.build.build_run` swaps in whole, so there is nothing to roll back and no transaction.
+        """
+        for statement in schema.text(self.dialect):
+            self._execute(statement, None)
+        if int(self.run("MATCH (n) RETURN count(n) AS n")[0]["n"]):
+            raise GraphError("building a graph needs an empty embedded store; `build_run` rebuilds a "
+                             "run's graph in a fresh folder and swaps it in")
+        yield self
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -121,3 +146,34 @@ class EmbeddedStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def fetch_ladybug(connection, query: str, params: dict | None = None, *, limit: int,
+                  timeout_s: float | None = None) -> tuple[list[str], list[tuple], bool]:
+    """Run `query` on a `ladybug.Connection` and read at most `limit` rows: (columns, rows, truncated).
+
+    For `EmbeddedStore.run_limited` (the console). The timeout applies to this query only (reset
+    afterwards); a timeout and a write refused by a read-only database get messages of their own.
+    """
+    if timeout_s is not None:
+        connection.set_query_timeout(max(1, int(timeout_s * 1000)))
+    try:
+        result = connection.execute(query, params or {})
+        if isinstance(result, list):        # LadybugDB returns one result per statement
+            raise GraphError("the query holds several statements; run one at a time")
+        columns = result.get_column_names()
+        rows: list[tuple] = []
+        while len(rows) <= limit and result.has_next():
+            rows.append(tuple(result.get_next()))
+        result.close()
+    except RuntimeError as e:
+        message = str(e)
+        if message.startswith("Interrupted"):
+            raise GraphError(f"the query timed out after {timeout_s:g} s and was interrupted") from e
+        if "read-only database" in message:
+            raise ReadOnlyViolation(f"LadybugDB refused a write on a read-only database: {message}") from e
+        raise GraphError(f"LadybugDB: {message}") from e
+    finally:
+        if timeout_s is not None:
+            connection.set_query_timeout(0)
+    return columns, rows[:limit], len(rows) > limit

@@ -31,19 +31,22 @@ server's code and message; the driver's exception is always chained.
 from __future__ import annotations
 
 import itertools
-import re
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Sequence
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import neo4j
+import numpy as np
 import pandas as pd
 from neo4j import exceptions as neo4j_errors
 from neo4j.graph import Node, Path, Relationship
 
+from graph.dialect import PerDialect, Query, text_for
 from graph.errors import GraphError, ReadOnlyViolation, StoreUnavailable
 from graph.readonly import QueryPlan, explain_statement
-from graph.store import StoreConfig
+from graph.uri import redact_uri, split_uri_credentials  # noqa: F401  (split_uri_credentials: re-exported)
+
+if TYPE_CHECKING:
+    from graph.store import StoreConfig
 
 # Server error codes that mean "this session may not write".
 _READ_ONLY_CODES = ("Neo.ClientError.Statement.AccessMode", "Neo.ClientError.General.ForbiddenOnReadOnlyDatabase",
@@ -55,34 +58,6 @@ DATABASE_CHECK_QUERY_NEO4J = "RETURN 1 AS ok"
 # The shape of what explain() sends: the user's statement behind EXPLAIN (linted as an example).
 EXPLAIN_EXAMPLE_QUERY_NEO4J = "EXPLAIN MATCH (i:Item) WHERE i.id = $item_id RETURN i.title AS title"
 _BOLT_SCHEMES = frozenset({"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"})
-# `scheme://userinfo@` in any text; greedy up to the last '@' of the authority, so a password that
-# itself holds '@' is hidden whole.
-_URI_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s'\"]*)@")
-
-
-def redact_uri(text: str) -> str:
-    """Hide passwords written into URIs: `bolt://neo4j:secret@host:7687` -> `bolt://neo4j:***@host:7687`.
-
-    Works on a bare URI or on any message that quotes one (the driver's errors repeat the URI)."""
-    def hide(match: re.Match) -> str:
-        user, colon, _ = match.group("userinfo").partition(":")
-        return f"{match.group('scheme')}{user}{':***' if colon else ''}@"
-
-    return _URI_USERINFO.sub(hide, str(text))
-
-
-def split_uri_credentials(uri: str) -> tuple[str, str | None, str | None]:
-    """`bolt://user:pw@host:7687` -> ("bolt://host:7687", "user", "pw"); (uri, None, None) without userinfo.
-
-    The driver refuses credentials inside a bolt:// URI, and a URI is printed in messages and saved in
-    run folders: cli.py moves them into the store's user and password fields."""
-    match = _URI_USERINFO.match(uri)
-    if not match:
-        return uri, None, None
-    user, colon, password = (unquote(part) for part in match.group("userinfo").partition(":"))
-    return match.group("scheme") + uri[match.end():], user or None, password if colon else None
-
-
 class Neo4jStore:
     """A `GraphStore` on one Neo4j database. Pass a driver in, or use `Neo4jStore.connect(config)`."""
 
@@ -156,23 +131,28 @@ class Neo4jStore:
 
     # -- GraphStore -------------------------------------------------------------------------------
 
-    def run(self, query: str, params: dict | None = None, *, timeout_s: float | None = None) -> list[dict]:
+    def run(self, query: Query, params: dict | None = None, *, timeout_s: float | None = None) -> list[dict]:
         """Run one statement; rows as dicts keyed by the RETURN column names."""
         keys, rows = self._run(query, params, timeout_s)
         return [dict(zip(keys, row)) for row in rows]
 
-    def run_df(self, query: str, params: dict | None = None, *,
+    def run_df(self, query: Query, params: dict | None = None, *,
                timeout_s: float | None = None) -> pd.DataFrame:
         """Run one statement; a DataFrame with the RETURN column names, also for empty results."""
         keys, rows = self._run(query, params, timeout_s)
         return pd.DataFrame(rows, columns=keys)
 
-    def run_limited(self, query: str, params: dict | None = None, *, limit: int,
+    def run_columns(self, query: Query, params: dict | None = None) -> pd.DataFrame:
+        """GraphStore.run_columns: records arrive row by row over Bolt, so this is run_df."""
+        return self.run_df(query, params)
+
+    def run_limited(self, query: Query, params: dict | None = None, *, limit: int,
                     timeout_s: float | None = None) -> tuple[list[str], list[tuple], bool]:
         """Fetch at most `limit` rows: (columns, rows, truncated). The rest of the result is discarded
         without being sent over the wire (the driver pulls `limit + 1` records)."""
         if limit < 0:
             raise ValueError("limit must be >= 0")
+        query = text_for(query, self.dialect)
 
         def work(tx: neo4j.ManagedTransaction):
             result = tx.run(query, params or {})
@@ -195,7 +175,7 @@ class Neo4jStore:
         query_type, operators = self._execute(work, None, write=False, action="explaining the query")
         return QueryPlan("neo4j", operators=tuple(operators), query_type=query_type)
 
-    def write_batch(self, query: str, rows: Iterable[dict], batch_size: int = 5000) -> int:
+    def write_batch(self, query: Query, rows: Iterable[dict], batch_size: int = 5000) -> int:
         """Run `UNWIND $rows AS row ...` over rows in batches of `batch_size`, one transaction each.
 
         Returns the number of rows sent. A failing batch raises; earlier batches stay committed.
@@ -203,6 +183,7 @@ class Neo4jStore:
         self._require_writable("write_batch")
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        query = text_for(query, self.dialect)
         written = 0
         for batch in _batches(rows, batch_size):
             self._execute(lambda tx, b=batch: tx.run(query, {"rows": b}).consume(), None, write=True,
@@ -210,9 +191,14 @@ class Neo4jStore:
             written += len(batch)
         return written
 
+    def bulk_create(self, table: str, frame, query: Query, *, batch_size: int = 5000) -> int:
+        """GraphStore.bulk_create: `query` (`UNWIND $rows AS row ...`) over the frame's rows in
+        batches, one transaction each (`table` names the LadybugDB table; Neo4j needs no schema)."""
+        return self.write_batch(query, neo4j_rows(frame), batch_size)
+
     # -- atomic multi-statement writes ------------------------------------------------------------
 
-    def write_many(self, statements: Sequence[tuple[str, dict | None]]) -> list[list[dict]]:
+    def write_many(self, statements: Sequence[tuple[Query, dict | None]]) -> list[list[dict]]:
         """Run several statements in ONE managed write transaction (all or nothing, retried as a unit
         on transient errors). Returns each statement's rows."""
         self._require_writable("write_many")
@@ -221,7 +207,7 @@ class Neo4jStore:
         def work(tx: neo4j.ManagedTransaction):
             out = []
             for query, params in statements:
-                result = tx.run(query, params or {})
+                result = tx.run(text_for(query, self.dialect), params or {})
                 keys = list(result.keys())
                 out.append([dict(zip(keys, (_plain(v) for v in record.values()))) for record in result])
             return out
@@ -247,13 +233,24 @@ class Neo4jStore:
         except (neo4j_errors.Neo4jError, neo4j_errors.DriverError) as e:
             raise self._translate(e, "running a transaction") from e
 
+    @contextmanager
+    def rebuild(self, schema: PerDialect[tuple[str, ...]]) -> Iterator["Neo4jTransaction"]:
+        """Run the schema DDL (it cannot share a data transaction), then yield one write transaction
+        for the whole new graph: a failed rebuild keeps the old graph."""
+        for statement in schema.text(self.dialect):
+            self.run(statement)
+        with self.transaction() as tx:
+            yield tx
+
     # -- internals --------------------------------------------------------------------------------
 
     def _require_writable(self, what: str) -> None:
         if self.read_only:
             raise ReadOnlyViolation(f"{what} on a read-only Neo4j store ({self.uri})")
 
-    def _run(self, query: str, params: dict | None, timeout_s: float | None) -> tuple[list[str], list[tuple]]:
+    def _run(self, query: Query, params: dict | None, timeout_s: float | None) -> tuple[list[str], list[tuple]]:
+        query = text_for(query, self.dialect)
+
         def work(tx: neo4j.ManagedTransaction):
             result = tx.run(query, params or {})
             keys = list(result.keys())
@@ -308,7 +305,8 @@ class Neo4jStore:
 
 
 class Neo4jTransaction:
-    """The handle `Neo4jStore.transaction()` yields: run / run_df / write_batch inside one transaction."""
+    """The session `Neo4jStore.transaction()` and `rebuild()` yield (a `graph.store.GraphSession`):
+    run / run_df / run_columns / write_batch / bulk_create inside one transaction."""
 
     dialect = "neo4j"
     read_only = False
@@ -317,25 +315,29 @@ class Neo4jTransaction:
         self._store = store
         self._tx = tx
 
-    def _run(self, query: str, params: dict | None) -> tuple[list[str], list[tuple]]:
+    def _run(self, query: Query, params: dict | None) -> tuple[list[str], list[tuple]]:
         try:
-            result = self._tx.run(query, params or {})
+            result = self._tx.run(text_for(query, self.dialect), params or {})
             keys = list(result.keys())
             return keys, [tuple(_plain(v) for v in record.values()) for record in result]
         except (neo4j_errors.Neo4jError, neo4j_errors.DriverError) as e:
             raise self._store._translate(e, "running a statement in a transaction") from e
 
-    def run(self, query: str, params: dict | None = None) -> list[dict]:
+    def run(self, query: Query, params: dict | None = None) -> list[dict]:
         keys, rows = self._run(query, params)
         return [dict(zip(keys, row)) for row in rows]
 
-    def run_df(self, query: str, params: dict | None = None) -> pd.DataFrame:
+    def run_df(self, query: Query, params: dict | None = None) -> pd.DataFrame:
         keys, rows = self._run(query, params)
         return pd.DataFrame(rows, columns=keys)
 
-    def write_batch(self, query: str, rows: Iterable[dict], batch_size: int = 5000) -> int:
+    def run_columns(self, query: Query, params: dict | None = None) -> pd.DataFrame:
+        return self.run_df(query, params)
+
+    def write_batch(self, query: Query, rows: Iterable[dict], batch_size: int = 5000) -> int:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        query = text_for(query, self.dialect)
         written = 0
         for batch in _batches(rows, batch_size):
             try:
@@ -344,6 +346,29 @@ class Neo4jTransaction:
                 raise self._store._translate(e, "writing a batch in a transaction") from e
             written += len(batch)
         return written
+
+    def bulk_create(self, table: str, frame, query: Query, *, batch_size: int = 5000) -> int:
+        return self.write_batch(query, neo4j_rows(frame), batch_size)
+
+
+def neo4j_rows(frame) -> list[dict]:
+    """A DataFrame (or Arrow table) as `$rows` for the driver: missing values (NaN, NA, None) become
+    null, which Neo4j stores as "no property"; numpy arrays become lists and numpy scalars Python
+    values (the driver packs neither)."""
+    if not isinstance(frame, pd.DataFrame):
+        frame = frame.to_pandas(integer_object_nulls=True)   # nullable integers stay integers
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return [{key: _native(value) for key, value in row.items()} for row in rows]
+
+
+def _native(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [_native(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [_native(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _batches(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:

@@ -52,9 +52,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
+from graph.dialect import Dialect
 from graph.errors import ReadOnlyViolation
-
-Dialect = Literal["ladybug", "neo4j"]
 
 # Clause keyword -> why it is refused. Matched case-insensitively on word tokens in keyword position.
 REFUSED_KEYWORDS: dict[str, str] = {

@@ -47,11 +47,6 @@ def movielens_variant(folder: Path) -> str | None:
     return None
 
 
-def movielens_files(folder: Path) -> list[Path]:
-    variant = movielens_variant(folder)
-    return [folder / name for name in VARIANTS[variant]] if variant else []
-
-
 def load_movielens(path: Path, config: IngestConfig, report: IngestReport) -> RawData:
     folder = path if path.is_dir() else path.parent
     variant = movielens_variant(folder)

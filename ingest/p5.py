@@ -33,16 +33,6 @@ DATAMAPS = "datamaps.json"
 DEFAULT_OFFSET = 1  # published P5 item JSON files (LETTER, APAO) are 0-based against 1-based P5 ids
 
 
-def p5_files(folder: Path) -> list[Path]:
-    files = [folder / SEQUENCES]
-    if (folder / DATAMAPS).is_file():
-        files.append(folder / DATAMAPS)
-    item_json = find_item_json(folder)
-    if item_json is not None:
-        files.append(item_json)
-    return files
-
-
 def find_item_json(folder: Path) -> Path | None:
     found = sorted(folder.glob("*.item.json"))
     if len(found) > 1:

@@ -1,8 +1,11 @@
 """Every Neo4j statement iirg can send passes Neo4j's own Cypher linter (tests/lint/lint.mjs).
 
-Collected from `graph/*queries*.py`, `graph/neo4j_store.py` and `graph/console.py`:
+Collected from `graph/*queries*.py`, the relation modules `graph/relations/*.py`,
+`graph/neo4j_store.py` and `graph/console.py`:
 - module-level str constants named `*_QUERY` (shared by both dialects) or `*_QUERY_NEO4J`
   (`*_QUERY_LADYBUG` is LadybugDB-only and not linted),
+- the Neo4j text of module-level `graph.dialect.PerDialect` constants named `*_QUERY` or `*_QUERIES`
+  (one statement, or a tuple of them),
 - every item of a module-level list `LINT_EXAMPLES_NEO4J` (statements made by builder functions).
 All statements are linted in one node call. Error diagnostics fail the test; warnings (deprecations,
 labels or properties missing from the graph schema) are reported as pytest warnings.
@@ -28,21 +31,32 @@ LINT_DIR = REPO / "tests" / "lint"
 LINTER_PACKAGE = LINT_DIR / "node_modules" / "@neo4j-cypher" / "language-support"
 EXTRA_MODULES = ["graph.neo4j_store", "graph.console"]
 QUERY_NAME = re.compile(r"^[A-Z][A-Z0-9_]*_QUERY(_NEO4J)?$")
+PER_DIALECT_NAME = re.compile(r"^[A-Z][A-Z0-9_]*_(QUERY|QUERIES)$")
 
 
 # -- collecting ----------------------------------------------------------------------------------
 
 def statement_modules() -> list[str]:
     names = sorted(f"graph.{p.stem}" for p in (REPO / "graph").glob("*queries*.py"))
-    return names + [m for m in EXTRA_MODULES if (REPO / (m.replace(".", "/") + ".py")).exists()]
+    relations = sorted(f"graph.relations.{p.stem}" for p in (REPO / "graph" / "relations").glob("*.py")
+                       if p.stem not in ("__init__", "spec"))
+    return names + relations + [m for m in EXTRA_MODULES if (REPO / (m.replace(".", "/") + ".py")).exists()]
 
 
 def collect_statements(module: types.ModuleType) -> dict[str, str]:
     """{"module.NAME": statement} for the Neo4j statements one module defines."""
+    from graph.dialect import PerDialect
+
     found: dict[str, str] = {}
     for name, value in vars(module).items():
         if QUERY_NAME.match(name) and isinstance(value, str):
             found[f"{module.__name__}.{name}"] = value
+        elif PER_DIALECT_NAME.match(name) and isinstance(value, PerDialect):
+            if isinstance(value.neo4j, str):
+                found[f"{module.__name__}.{name}.neo4j"] = value.neo4j
+            else:
+                for i, statement in enumerate(value.neo4j):
+                    found[f"{module.__name__}.{name}.neo4j[{i}]"] = statement
     examples = getattr(module, "LINT_EXAMPLES_NEO4J", None)
     if examples is not None:
         if isinstance(examples, str) or not all(isinstance(s, str) for s in examples):
@@ -170,6 +184,8 @@ def test_schema_warnings_name_misspelt_labels_and_properties():
 
 
 def test_collector_picks_query_constants_and_lint_examples():
+    from graph.dialect import PerDialect
+
     module = types.ModuleType("fake_queries")
     module.READ_ITEMS_QUERY = "MATCH (i:Item) RETURN i.id AS item_id"
     module.MERGE_ITEMS_QUERY_NEO4J = "UNWIND $rows AS row MERGE (:Item {id: row.id})"
@@ -177,10 +193,18 @@ def test_collector_picks_query_constants_and_lint_examples():
     module.QUERY_TIMEOUT_S = 10                                       # not a statement
     module._PRIVATE_QUERY = "MATCH (n) RETURN n"                      # private: skipped
     module.LINT_EXAMPLES_NEO4J = ["CREATE INDEX item_title IF NOT EXISTS FOR (i:Item) ON (i.title)"]
+    module.PATH_QUERY = PerDialect(ladybug="MATCH p = (a)-[:NEXT* SHORTEST 1..2]->(b) RETURN p",
+                                   neo4j="MATCH p = shortestPath((a)-[:NEXT*1..2]->(b)) RETURN p")
+    module.SCHEMA_QUERIES = PerDialect(ladybug=("CREATE NODE TABLE T(id STRING PRIMARY KEY)",),
+                                       neo4j=("CREATE INDEX a IF NOT EXISTS FOR (i:Item) ON (i.id)",
+                                              "CREATE INDEX b IF NOT EXISTS FOR (i:Item) ON (i.title)"))
     assert collect_statements(module) == {
         "fake_queries.READ_ITEMS_QUERY": module.READ_ITEMS_QUERY,
         "fake_queries.MERGE_ITEMS_QUERY_NEO4J": module.MERGE_ITEMS_QUERY_NEO4J,
         "fake_queries.LINT_EXAMPLES_NEO4J[0]": module.LINT_EXAMPLES_NEO4J[0],
+        "fake_queries.PATH_QUERY.neo4j": module.PATH_QUERY.neo4j,
+        "fake_queries.SCHEMA_QUERIES.neo4j[0]": module.SCHEMA_QUERIES.neo4j[0],
+        "fake_queries.SCHEMA_QUERIES.neo4j[1]": module.SCHEMA_QUERIES.neo4j[1],
     }
     module.LINT_EXAMPLES_NEO4J = "MATCH (n) RETURN n"
     with pytest.raises(TypeError):
@@ -192,4 +216,5 @@ def test_collector_finds_the_project_statements():
     assert "graph.neo4j_store.DATABASE_CHECK_QUERY_NEO4J" in statements
     if (REPO / "graph" / "queries.py").exists():
         assert any(name.startswith("graph.queries.") for name in statements)
+    assert any(name.startswith("graph.relations.collab.") for name in statements)
     assert not any(name.endswith("_QUERY_LADYBUG") for name in statements)

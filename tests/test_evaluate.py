@@ -14,7 +14,7 @@ from evaluate.errors import EvaluationError
 from evaluate.metrics import KS, compare_gains
 from evaluate.record import record_model, recorded_lists, write_recommendations
 from evaluate.segments import SEGMENTS, analyze, write_segments
-from graph.analysis_queries import queries_for
+from graph import analysis_queries as AQ
 from graph.build import build_run
 from graph.config import GraphConfig
 from graph.export import load_export
@@ -169,10 +169,9 @@ def test_graph_gets_segments_and_replaced_recommendations(tmp_path, store_config
     record("hand", HAND)  # replaces, does not add
     record("hand", HAND.iloc[:1], split="test")
     with open_store(store) as graph:
-        q = queries_for(graph.dialect)
-        counts = graph.run_df(q.SEGMENT_COUNTS).set_index("segment")["n_users"]
-        models = graph.run_df(q.RECOMMENDED_MODELS)
-        hits = graph.run_df(q.HITS_BY_SEGMENT, {"model": "hand", "k": 5})
+        counts = graph.run_df(AQ.SEGMENT_COUNTS_QUERY).set_index("segment")["n_users"]
+        models = graph.run_df(AQ.RECOMMENDED_MODELS_QUERY)
+        hits = graph.run_df(AQ.HITS_BY_SEGMENT_QUERY, {"model": "hand", "k": 5})
         users = graph.run_df("MATCH (u:User) WHERE u.id = $id RETURN u.hop AS hop, "
                              "u.segment AS segment, u.last_item_id AS last", {"id": "u_unreach"})
     expected = frames["test"]["segment"].value_counts()

@@ -7,7 +7,8 @@ from __future__ import annotations
 import ladybug
 import pytest
 
-from graph.console import fetch_ladybug, run_read_query
+from graph.console import run_read_query
+from graph.embedded_store import fetch_ladybug
 from graph.errors import GraphError, ReadOnlyViolation, StoreUnavailable
 from graph.readonly import check_read_only, tokenize
 from graph.store import StoreConfig, open_store

@@ -10,6 +10,8 @@ import pytest
 from graph import reference
 from graph.build import build_run, read_relations
 from graph.config import GraphConfig
+from graph.dialect import PerDialect
+from graph.errors import GraphError
 from graph.rundir import RunPaths
 from graph.store import open_store
 from ingest.schema import IngestReport, build_dataset
@@ -88,3 +90,102 @@ def test_every_edge_records_its_parameters(store_config, tmp_path):
     assert collab == [{"w": 3, "k": 2, "scope": "train+valid"}]
     assert similar == [{"model": graph_config.embed_model, "k": 2}]
     assert nxt == [{"scope": "train+valid"}]
+
+
+# -- the GraphStore protocol: every capability on both backends ------------------------------------
+# A node table and a relationship table to write into (the Neo4j schema is the constraint; LadybugDB
+# needs its tables).
+TINY_SCHEMA = PerDialect(
+    ladybug=("CREATE NODE TABLE IF NOT EXISTS Item(id STRING PRIMARY KEY, title STRING, categories STRING[], "
+             "popularity INT64)",
+             "CREATE REL TABLE IF NOT EXISTS NEXT(FROM Item TO Item, count INT64, split_scope STRING)"),
+    neo4j=("CREATE CONSTRAINT item_id IF NOT EXISTS FOR (i:Item) REQUIRE i.id IS UNIQUE",))
+CREATE_ITEMS = "UNWIND $rows AS row CREATE (:Item {id: row.id, title: row.title, categories: row.categories, " \
+               "popularity: row.popularity})"
+CREATE_NEXT = ("UNWIND $rows AS row MATCH (a:Item {id: row.src}), (b:Item {id: row.dst}) "
+               "CREATE (a)-[:NEXT {count: row.count, split_scope: row.split_scope}]->(b)")
+READ_NEXT = ("MATCH (a:Item)-[r:NEXT]->(b:Item) RETURN a.id AS src, b.id AS dst, r.count AS count, "
+             "r.split_scope AS split_scope ORDER BY src, dst")
+
+
+def _tiny_graph(store) -> None:
+    with store.rebuild(TINY_SCHEMA) as session:
+        items = pd.DataFrame({"id": ["1", "2", "3"], "title": ["One", "Two", None],
+                              "categories": [["a", "b"], [], ["b"]],
+                              "popularity": pd.array([3, None, 1], dtype="Int64")})
+        assert session.bulk_create("Item", items, CREATE_ITEMS) == 3
+        edges = pd.DataFrame({"src": ["1", "2"], "dst": ["2", "3"], "count": [4, 1],
+                              "split_scope": ["train", None]})
+        assert session.bulk_create("NEXT", edges, CREATE_NEXT) == 2
+
+
+def test_store_config_knows_its_dialect(store_config):
+    with open_store(store_config) as store:
+        assert store.dialect == store_config.dialect
+
+
+def test_per_dialect_statements_are_resolved_by_the_store(store_config):
+    query = PerDialect(ladybug="RETURN 'ladybug' AS dialect", neo4j="RETURN 'neo4j' AS dialect")
+    with open_store(store_config) as store:
+        assert store.run(query) == [{"dialect": store.dialect}]
+        assert store.run_df(query)["dialect"].tolist() == [store.dialect]
+        assert store.run_columns(query)["dialect"].tolist() == [store.dialect]
+        assert store.run_limited(query, limit=5) == (["dialect"], [(store.dialect,)], False)
+
+
+def test_bulk_create_writes_nodes_and_relationships_with_missing_values(store_config):
+    with open_store(store_config) as store:
+        _tiny_graph(store)
+        items = store.run_df("MATCH (i:Item) RETURN i.id AS id, i.title AS title, i.categories AS categories, "
+                             "i.popularity AS popularity ORDER BY id")
+        assert items["id"].tolist() == ["1", "2", "3"]
+        assert [None if pd.isna(t) else t for t in items["title"]] == ["One", "Two", None]
+        assert [list(c) if c is not None else [] for c in items["categories"]] == [["a", "b"], [], ["b"]]
+        assert [None if pd.isna(p) else int(p) for p in items["popularity"]] == [3, None, 1]
+        edges = store.run_columns(READ_NEXT)
+        assert edges[["src", "dst"]].values.tolist() == [["1", "2"], ["2", "3"]]
+        assert edges["count"].tolist() == [4, 1]
+        assert [None if pd.isna(s) else s for s in edges["split_scope"]] == ["train", None]
+        assert store.run_columns(READ_NEXT).equals(store.run_df(READ_NEXT).astype(edges.dtypes.to_dict()))
+
+
+def test_run_limited_truncates_and_explain_plans_without_running(store_config):
+    with open_store(store_config) as store:
+        _tiny_graph(store)
+        columns, rows, truncated = store.run_limited("MATCH (i:Item) RETURN i.id AS id ORDER BY id", limit=2)
+        assert columns == ["id"] and rows == [("1",), ("2",)] and truncated
+        assert store.run_limited("MATCH (i:Item) RETURN i.id AS id", limit=3)[2] is False
+        plan = store.explain("MATCH (i:Item) WHERE i.id = $id RETURN i.title AS title", {"id": "1"})
+        assert plan.operators
+        assert store.run("MATCH (i:Item) RETURN count(i) AS n") == [{"n": 3}]
+
+
+def test_transaction_commits_or_rolls_back_on_both_backends(store_config):
+    with open_store(store_config) as store:
+        _tiny_graph(store)
+        with pytest.raises(RuntimeError):
+            with store.transaction() as tx:
+                tx.run("MATCH (i:Item {id: '3'}) SET i.title = 'Three'")
+                raise RuntimeError("abort")
+        assert pd.isna(store.run("MATCH (i:Item {id: '3'}) RETURN i.title AS title")[0]["title"])
+        with store.transaction() as tx:
+            tx.write_batch("UNWIND $rows AS row MATCH (i:Item {id: row.id}) SET i.title = row.title",
+                           [{"id": "3", "title": "Three"}])
+        assert store.run("MATCH (i:Item {id: '3'}) RETURN i.title AS title") == [{"title": "Three"}]
+
+
+def test_rebuild_refuses_or_replaces_an_existing_graph(store_config):
+    """The embedded store is rebuilt only when empty (build_run builds in a fresh folder); Neo4j
+    rebuilds in place, all or nothing."""
+    with open_store(store_config) as store:
+        _tiny_graph(store)
+        if store.dialect == "ladybug":
+            with pytest.raises(GraphError, match="empty embedded store"):
+                with store.rebuild(TINY_SCHEMA):
+                    pass
+        else:
+            with pytest.raises(RuntimeError):
+                with store.rebuild(TINY_SCHEMA) as session:
+                    session.run("MATCH (i:Item) DETACH DELETE i")
+                    raise RuntimeError("a failed rebuild")
+        assert store.run("MATCH (i:Item) RETURN count(i) AS n") == [{"n": 3}]

@@ -267,14 +267,13 @@ def write_sids_to_graph(graph: GraphStore, frame: pd.DataFrame) -> int:
     Hold the run lock around `save_sids` and this call: the export and the store belong to the
     run's last build.
     """
-    from graph.analysis_queries import queries_for
+    from graph import analysis_queries as AQ
 
-    q = queries_for(graph.dialect)
-    for ddl in q.ADD_ITEM_SID_PROPERTIES:
+    for ddl in AQ.ADD_ITEM_SID_PROPERTIES_QUERIES.text(graph.dialect):
         graph.run(ddl, {})
     rows = [{"item_id": i, "sid": s, "sid_codes": [int(c) for c in codes]}
             for i, s, codes in zip(frame["item_id"], frame["sid"], frame["sid_codes"])]
-    return graph.write_batch(q.SET_ITEM_SIDS, rows)
+    return graph.write_batch(AQ.SET_ITEM_SIDS_QUERY, rows)
 
 
 def save_sids(export_dir: Path, frame: pd.DataFrame, stats: dict) -> None:

@@ -18,7 +18,7 @@ from dashboard.drawing import legend_for, result_dot, result_graph
 from graph.console import run_read_query
 from graph.dashboard_queries import CONSOLE_EXAMPLES
 from graph.errors import ReadOnlyViolation, StoreUnavailable
-from graph.neo4j_store import redact_uri
+from graph.uri import redact_uri
 from common.errors import IirgError
 
 try:
@@ -28,7 +28,7 @@ except ImportError:
 
 ctx = cache.context(require_graph=False)
 config = ctx.settings.store
-dialect = "neo4j" if config.backend == "neo4j" else "ladybug"
+dialect = config.dialect
 st.title("Cypher console")
 st.caption(f"Read-only Cypher on {redact_uri(config.describe())} ({'Neo4j' if dialect == 'neo4j' else 'LadybugDB'} "
            "dialect). Writes, schema changes, file access and admin commands are refused. Values go in "

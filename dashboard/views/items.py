@@ -1,6 +1,8 @@
 """Item explorer page: search items by title; an item's training successors and predecessors (NEXT
-counts), collaborative neighbours (COLLAB rank and co-occurrence count) and semantic neighbours
-(SIMILAR cosine). The item comes from the `?item=<id>` URL parameter or the search.
+counts), and its neighbours by every other relation the graph has, laid out from the relation's spec
+(graph/relations): collaborative (COLLAB rank and co-occurrence count), semantic (SIMILAR cosine),
+and extra relations such as SHARES_META (shared categories or brand). The item comes from the
+`?item=<id>` URL parameter or the search.
 """
 
 from __future__ import annotations
@@ -8,7 +10,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import cache, data, palette
+from dashboard.drawing import LINE_GLYPH
 from graph.errors import GraphError
+from graph.relations import RELATIONS
 
 ctx = cache.context()
 store, version = ctx.store, ctx.version
@@ -138,6 +142,35 @@ def table(frame, name: str, **kwargs) -> None:
         st.rerun()
 
 
+def neighbour_table(spec, frame) -> None:
+    """An item's neighbours by one relation, laid out from its spec (graph/relations: `item_view`)."""
+    shown = spec.item_view
+    line = LINE_GLYPH[spec.legend.line] if spec.legend else "━"
+    colour = palette.RELATION.get(spec.name, palette.GREY)
+    st.markdown(f"**{palette.swatch(shown.title, colour, line)}** ({spec.name}, top {len(frame)})",
+                unsafe_allow_html=True)
+    if frame.empty:
+        st.caption(shown.empty)
+        return
+    # Optional columns (COLLAB's "via" only matters for back-filled neighbours) are left out when
+    # every value is null: the width goes to the title.
+    columns = [c for c in shown.columns if c.key in frame and not (c.only_if_any and not frame[c.key].notna().any())]
+    config = {"rank": st.column_config.NumberColumn("#", width=40), "item_id": ID,
+              "title": st.column_config.TextColumn("title", width=200 if len(columns) > 1 else 260)}
+    for c in columns:
+        if c.kind == "count":
+            config[c.key] = count_column(frame, c.key, c.label)
+        elif c.kind == "score":
+            top = c.max_value if c.max_value is not None else max(float(frame[c.key].max()), 1e-9)
+            config[c.key] = st.column_config.ProgressColumn(c.label, min_value=0.0, max_value=top,
+                                                            format="%.3f", width=110, help=c.help)
+        else:
+            config[c.key] = st.column_config.TextColumn(c.label, width=90 if not c.only_if_any else 50,
+                                                        help=c.help)
+    table(frame, spec.name.lower(), column_order=["rank", "title", *(c.key for c in columns), "item_id"],
+          column_config=config)
+
+
 st.caption("Select a row to open that item.")
 left, right = st.columns(2, gap="large")
 with left:
@@ -148,23 +181,6 @@ with left:
         table(view.successors, "successors", column_order=["title", "count", "item_id"],
                      column_config={"item_id": ID, "title": TITLE,
                                     "count": count_column(view.successors, "count", "transitions")})
-    st.markdown(f"**{palette.swatch('Collaborative neighbours', palette.RELATION['COLLAB'], '┅')}** (COLLAB, top {len(view.collab)})", unsafe_allow_html=True)
-    if view.collab.empty:
-        st.caption("No collaborative neighbours.")
-    else:
-        # "via" only matters for back-filled neighbours; without any, the column is left out (width).
-        backfilled = view.collab["via_item_id"].notna().any() if "via_item_id" in view.collab else False
-        table(view.collab, "collab",
-                     column_order=["rank", "title", "count", "source"] + (["via_item_id"] if backfilled else [])
-                                  + ["item_id"],
-                     column_config={"rank": st.column_config.NumberColumn("#", width=40), "item_id": ID,
-                                    "title": st.column_config.TextColumn("title", width=200),
-                                    "count": count_column(view.collab, "count", "co-occur."),
-                                    "via_item_id": st.column_config.TextColumn("via", width=50),
-                                    "source": st.column_config.TextColumn(
-                                        "source", width=90,
-                                        help="cooccur: within the window; semantic_backfill: a "
-                                             "co-occurrence neighbour of a semantic neighbour (via)")})
 with right:
     st.markdown(f"**{palette.swatch('Training predecessors', palette.RELATION['NEXT'])}** (top {len(view.predecessors)} of {d.get('predecessors', 0):,}, by count)", unsafe_allow_html=True)
     if view.predecessors.empty:
@@ -173,12 +189,7 @@ with right:
         table(view.predecessors, "predecessors", column_order=["title", "count", "item_id"],
                      column_config={"item_id": ID, "title": TITLE,
                                     "count": count_column(view.predecessors, "count", "transitions")})
-    st.markdown(f"**{palette.swatch('Semantic neighbours', palette.RELATION['SIMILAR'], '┅')}** (SIMILAR, top {len(view.similar)})", unsafe_allow_html=True)
-    if view.similar.empty:
-        st.caption("No semantic neighbours (the graph was built without --semantic, or the item has no text).")
-    else:
-        table(view.similar, "similar", column_order=["rank", "title", "score", "item_id"],
-                     column_config={"rank": st.column_config.NumberColumn("#", width=40), "item_id": ID,
-                                    "title": TITLE,
-                                    "score": st.column_config.ProgressColumn("cosine", min_value=0.0,
-                                                                             max_value=1.0, format="%.3f", width=110)})
+# Neighbour lists of every relation the graph has (COLLAB, SIMILAR, extra relations), two per row.
+for i, (name, frame) in enumerate(view.neighbours.items()):
+    with (left if i % 2 == 0 else right):
+        neighbour_table(RELATIONS[name], frame)

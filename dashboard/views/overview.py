@@ -13,6 +13,7 @@ import streamlit as st
 
 from dashboard import cache, data, palette
 from graph.errors import GraphError
+from graph.relations import RELATIONS
 
 ctx = cache.context(require_graph=False)
 text_color = "#fafafa" if st.context.theme.type == "dark" else "#31333f"   # Streamlit's own text colours
@@ -34,10 +35,11 @@ else:
         counts = None
         st.error(f"Counting the graph failed: {e}")
     if counts:
-        cols = st.columns(6)
-        for col, (label, key) in zip(cols, [("Users", "users"), ("Items", "items"),
-                                            ("Interactions", "INTERACTED"), ("NEXT edges", "NEXT"),
-                                            ("COLLAB edges", "COLLAB"), ("SIMILAR edges", "SIMILAR")]):
+        # Every relation a build always makes, and the extra ones this graph has edges of.
+        shown = [("Users", "users"), ("Items", "items"), ("Interactions", "INTERACTED")]
+        shown += [(f"{name} edges", name) for name, spec in RELATIONS.items() if not spec.optional or counts.get(name)]
+        cols = st.columns(len(shown))
+        for col, (label, key) in zip(cols, shown):
             col.metric(label, f"{counts[key]:,}")
 if manifest:
     params = manifest.get("params", {})

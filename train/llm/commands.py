@@ -72,15 +72,15 @@ def run_tiny(args, ctx) -> int:
 
 
 def default_run_name(data_dir: Path, tasks) -> str:
-    """iirg when all three tasks are trained, else the tasks joined (nip, nip-collab, ...)."""
+    """iirg when the three default tasks are trained, else the tasks joined (nip, nip-collab, ...)."""
     import json
 
-    from train.llm.prompts import TASKS
+    from train.llm.prompts import DEFAULT_TASKS
 
     if not tasks:
         meta_path = data_dir / "data_config.json"
-        tasks = json.loads(meta_path.read_text())["config"]["tasks"] if meta_path.exists() else TASKS
-    return "iirg" if set(tasks) == set(TASKS) else "-".join(tasks)
+        tasks = json.loads(meta_path.read_text())["config"]["tasks"] if meta_path.exists() else DEFAULT_TASKS
+    return "iirg" if set(tasks) == set(DEFAULT_TASKS) else "-".join(tasks)
 
 
 def run_train(args, ctx) -> int:

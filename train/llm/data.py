@@ -13,6 +13,9 @@ Tasks (every sample carries `task` and its loss `weight`):
   (training history -> last training item), the cheaper variant used by some LC-Rec style setups.
 - collab: anchor item -> its top-k collaborative neighbours (COLLAB edges) in rank order.
 - semantic: anchor item -> its top-k semantic neighbours (SIMILAR edges) in rank order.
+- every other relation with a task (graph/relations), e.g. meta: anchor item -> its SHARES_META
+  neighbours (needs `iirg build --extra-relations SHARES_META`; not among the default tasks).
+The neighbour tasks, their instructions and their relations come from the relation registry.
 
 Output folder (LLaMA-Factory / Alpaca convention, so the official IIRG tooling can read it too):
     train_<task>.jsonl   {"instruction", "input", "output", "task", "weight", ...ids}
@@ -37,6 +40,7 @@ import pandas as pd
 
 from common.errors import ConfigError, IirgError
 from common.files import atomic_dir
+from graph.relations import task_relations
 from train.llm import prompts
 
 DATA_FORMAT_VERSION = 1
@@ -50,8 +54,8 @@ class LlmDataError(IirgError):
 class DataConfig:
     """How `iirg data` turns an export into instruction samples."""
 
-    tasks: tuple[str, ...] = field(default=prompts.TASKS, metadata={
-        "help": "tasks to write: nip (next item), collab (collaborative neighbours), semantic"})
+    tasks: tuple[str, ...] = field(default=prompts.DEFAULT_TASKS, metadata={
+        "help": "tasks to write: " + ", ".join(f"{t} ({prompts.TASK_NAMES[t]})" for t in prompts.TASKS)})
     weights: tuple[float, ...] | None = field(default=None, metadata={
         "help": "loss weight of each task, in the order of --tasks (one value applies to all; "
                 "default 1 each)"})
@@ -175,14 +179,19 @@ def build_samples(export, config: DataConfig) -> tuple[dict[str, list[dict]], li
     sequences = training_sequences(export.interactions)
     users = select_users(sequences.keys(), config.max_users)
     weights = config.task_weights
+    relations = task_relations()
     per_task: dict[str, list[dict]] = {}
     for task in config.tasks:
         if task == "nip":
             per_task[task] = nip_samples(sequences, titles, users, config, weights[task])
-        elif task == "collab":
-            per_task[task] = neighbour_samples(export.collab, titles, task, config.collab_k, weights[task])
-        else:
-            per_task[task] = neighbour_samples(export.similar, titles, task, config.semantic_k, weights[task])
+            continue
+        spec = relations[task]
+        edges = export.edges(spec.name)
+        if edges is None:
+            raise LlmDataError(f"task {task!r} needs {spec.name} edges, which this export lacks: rebuild "
+                               f"with `iirg build --extra-relations {spec.name}`")
+        k = getattr(config, spec.task.k_setting) if spec.task.k_setting else None
+        per_task[task] = neighbour_samples(edges, titles, task, k, weights[task])
     return per_task, valid_samples(export.interactions, sequences, titles, users, config.max_history)
 
 
@@ -236,7 +245,8 @@ def write_instruction_data(export, config: DataConfig, out_dir: str | os.PathLik
             "counts": {**{t: len(r) for t, r in per_task.items()}, "valid": len(valid), "items": len(items)},
             "users": len(select_users(training_sequences(export.interactions).keys(), config.max_users)),
             "format": {"item_template": prompts.ITEM_TEMPLATE, "item_separator": prompts.ITEM_SEPARATOR,
-                       "instructions": prompts.INSTRUCTIONS},
+                       "instructions": {t: prompts.INSTRUCTIONS[t]
+                                        for t in dict.fromkeys([*prompts.DEFAULT_TASKS, *config.tasks])}},
             "export": {"dataset": export.manifest.get("dataset"),
                        "dataset_checksum": export.manifest.get("dataset_checksum"),
                        "params": export.manifest.get("params"),

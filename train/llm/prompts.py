@@ -18,19 +18,24 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from graph.relations import task_relations
+
 ITEM_TEMPLATE = '"{title}"'
 ITEM_SEPARATOR = "\n"
-TASKS = ("nip", "collab", "semantic")
-TASK_NAMES = {"nip": "next-item prediction", "collab": "collaborative-neighbour generation",
-              "semantic": "semantic-neighbour generation"}
+
+# Tasks: next-item prediction, and one neighbour-list task per relation that declares one
+# (graph/relations: COLLAB -> collab, SIMILAR -> semantic, SHARES_META -> meta). `iirg data` writes the
+# DEFAULT_TASKS (the IIRG paper's three) unless --tasks names others.
+_RELATION_TASKS = {name: spec.task for name, spec in task_relations().items()}
+TASKS = ("nip", *_RELATION_TASKS)
+DEFAULT_TASKS = ("nip", *(name for name, task in _RELATION_TASKS.items() if task.default))
+TASK_NAMES = {"nip": "next-item prediction",
+              **{name: task.description for name, task in _RELATION_TASKS.items()}}
 
 INSTRUCTIONS = {
     "nip": "Here is a user's interaction history, one item per line, oldest first. "
            "Recommend the item the user will interact with next.",
-    "collab": "Here is an item. List the items that users most often interact with shortly "
-              "before or after it, one per line, strongest first.",
-    "semantic": "Here is an item. List the items whose content is most similar to it, one per "
-                "line, most similar first.",
+    **{name: task.instruction for name, task in _RELATION_TASKS.items()},
 }
 
 # Alpaca layout for tokenizers without a chat template.

@@ -70,7 +70,9 @@ class TinyModelConfig:
 def tokenizer_corpus(titles: list[str]) -> list[str]:
     """Texts the BPE is trained on: every item in the answer format, and the prompt vocabulary."""
     texts = [prompts.format_item(t) for t in titles]
-    texts += list(prompts.INSTRUCTIONS.values())
+    # The default tasks' instructions: a relation task added later does not change the tokenizer
+    # (byte-level BPE still writes its words, in more tokens).
+    texts += [prompts.INSTRUCTIONS[task] for task in prompts.DEFAULT_TASKS]
     texts.append(prompts.PLAIN_TEMPLATE)
     return texts
 
