@@ -446,3 +446,13 @@ def test_big_files_show_progress_and_small_ones_do_not(tmp_path, monkeypatch, ca
     assert "u.data" in err and "sha256 u.data" in err
     load_dataset(IngestConfig(dataset=str(folder), progress=False))
     assert capsys.readouterr().err == ""
+
+
+def test_every_format_choice_has_a_loader():
+    """`--format` choices (a Literal, so `--help` lists them) and the loader table cannot drift."""
+    from typing import get_args
+
+    from ingest.config import Format
+    from ingest.pipeline import LOADERS
+
+    assert set(get_args(Format)) == {"auto", *LOADERS}
