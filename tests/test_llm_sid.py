@@ -340,6 +340,12 @@ def test_cli_sid_data_train_evaluate_on_ml100k(run, tiny_sid):
     assert [v["step"] for v in metrics["valid"]] == [2, 4] and all(v["invalid_rate"] == 0 for v in metrics["valid"])
     record = json.loads((adapter / "train_config.json").read_text())
     assert record["sid_tokens"]["added_to_tokenizer"] == 0 and record["data_config"]["config"]["item_repr"] == "sid"
+    # the adapter left in the folder is the best valid checkpoint's, SID rows included
+    from safetensors.torch import load_file
+    best = load_file(adapter / "checkpoints" / f"checkpoint-{metrics['best_step']}" / "adapter_model.safetensors")
+    final = load_file(adapter / "adapter_model.safetensors")
+    assert any("trainable_tokens_delta" in k for k in final)
+    assert set(final) <= set(best) and all(torch.equal(best[k], final[k]) for k in final)
     assert cli.main(["evaluate", "--run", str(run.root), "--adapter", str(adapter), "--max-users", "20",
                      "--num-beams", "10", "--threads", "1", "--no-graph"]) == 0
     metrics = json.loads((run.model("llm-sid-iirg") / "metrics_test.json").read_text())
@@ -347,6 +353,12 @@ def test_cli_sid_data_train_evaluate_on_ml100k(run, tiny_sid):
     info = json.loads((run.model("llm-sid-iirg") / "info.json").read_text())["splits"]["test"]["config"]
     assert info["item_repr"] == "sid" and info["decode"]["invalid_rate"] == 0
     assert info["sid_file"]["sha256"] == record["data_config"]["sids"]["sha256"]
+    # the bare SID tiny model decodes SIDs too (its vocabulary has the codes)
+    assert cli.main(["evaluate", "--run", str(run.root), "--no-adapter", "--base-model", str(tiny_sid),
+                     "--item-repr", "sid", "--max-users", "5", "--num-beams", "10", "--threads", "1",
+                     "--no-graph"]) == 0
+    info = json.loads((run.model("llm-base-tiny-sid") / "info.json").read_text())["splits"]["test"]["config"]
+    assert info["item_repr"] == "sid" and info["decode"]["invalid_rate"] == 0
 
     # an adapter trained on other SIDs (`iirg sid` ran again since) is refused, naming the fix
     from train.llm.evaluation import EvaluateConfig, EvaluateError, evaluate_llm

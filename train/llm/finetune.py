@@ -431,6 +431,11 @@ def finetune(config: TrainConfig) -> TrainResult:
     targets = target_modules_for(model_type, config.target_modules)
     trainable_tokens = None
     if sid_record is not None:
+        if "trainable_token_indices" not in LoraConfig.__dataclass_fields__:
+            import peft
+
+            raise TrainError(f"SID data trains only the new token rows with peft's trainable_token_indices "
+                             f"(peft >= 0.15); installed peft {peft.__version__}: upgrade it")
         sid_record["embedding_rows"] = fit_embeddings(model, len(tokenizer))  # (before, after)
         trainable_tokens = trainable_token_targets(model, sid_record["token_ids"])
         sid_record["trainable_layers"] = "tied" if isinstance(trainable_tokens, list) else list(trainable_tokens)

@@ -171,7 +171,8 @@ def pretrain_on_titles(model, tokenizer, titles: list[str], config: TinyModelCon
     model.train()
     losses = []
     order: list[int] = []
-    for _ in tqdm(range(config.pretrain_steps), desc="pre-training on titles", unit="step"):
+    desc = "pre-training on titles" if sids is None else "pre-training on titles -> SIDs"
+    for _ in tqdm(range(config.pretrain_steps), desc=desc, unit="step"):
         if len(order) < config.pretrain_batch_size:
             order += rng.sample(range(len(encoded)), len(encoded))
         batch = [encoded[i] for i in order[:config.pretrain_batch_size]]
