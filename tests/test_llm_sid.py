@@ -370,3 +370,5 @@ def test_cli_sid_data_train_evaluate_on_ml100k(run, tiny_sid):
     (stale / "train_config.json").write_text(json.dumps(saved))
     with pytest.raises(EvaluateError, match="other semantic IDs"):
         evaluate_llm(run, EvaluateConfig(adapter=str(stale), max_users=2))
+    with pytest.raises(EvaluateError, match="trained with items as sid"):
+        evaluate_llm(run, EvaluateConfig(adapter=str(adapter), item_repr="title", max_users=2))

@@ -118,7 +118,11 @@ def evaluate_llm(run, config: EvaluateConfig) -> dict:
     tokenizer_dir = config.adapter if config.adapter and (Path(config.adapter) / "tokenizer_config.json").exists() \
         else base
     tokenizer = load_tokenizer(tokenizer_dir, padding_side="left")
-    item_repr = config.item_repr or (record and record["data_config"]["config"].get("item_repr")) or "title"
+    trained_repr = record["data_config"]["config"].get("item_repr", "title") if record else None
+    if config.item_repr and trained_repr and config.item_repr != trained_repr:
+        raise EvaluateError(f"the adapter {config.adapter} was trained with items as {trained_repr}, not "
+                            f"{config.item_repr}: drop --item-repr")
+    item_repr = config.item_repr or trained_repr or "title"
     sids, sid_file = load_item_sids(export) if item_repr == "sid" else (None, None)
     trained_sids = (record or {}).get("data_config", {}).get("sids")
     if sid_file and trained_sids and trained_sids["sha256"] != sid_file["sha256"]:
