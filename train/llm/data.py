@@ -16,9 +16,9 @@ Tasks (every sample carries `task` and its loss `weight`):
 - semantic: anchor item -> its top-k semantic neighbours (SIMILAR edges) in rank order.
 - every other relation with a task (graph/relations), e.g. meta: anchor item -> its SHARES_META
   neighbours (needs `iirg build --extra-relations SHARES_META`; not among the default tasks).
-The neighbour tasks, their instructions and their relations come from the relation registry.
 - title2sid / sid2title (only with `--item-repr sid`, not default): one sample per catalogue item,
   title -> SID and SID -> title, so a pretrained LLM ties the new code tokens to its language.
+The neighbour tasks, their instructions and their relations come from the relation registry.
 
 Items are written as quoted titles (`--item-repr title`, the paper) or as their semantic IDs
 (`--item-repr sid`: `<a_48><b_1><c_50><d_0>` from the run's `export/sids.parquet`, made by `iirg sid`)

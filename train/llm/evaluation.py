@@ -93,11 +93,11 @@ def evaluate_llm(run, config: EvaluateConfig) -> dict:
 
     Returns {"model", "metrics" (from record_model), "decode" (stats)}.
     """
+    import torch
+
     from evaluate.cases import eval_cases
     from evaluate.record import record_model
     from graph.export import load_export
-    import torch
-
     from train.llm.data import item_texts, load_item_sids, select_users
     from train.llm.decode import DecodeConfig, ItemTrie, recommend
     from train.llm.modeling import load_adapter_model, load_tokenizer, pick_device, sid_token_ids

@@ -11,7 +11,7 @@ an item as written (`item_text`): the quoted title or the SID string.
 
 Token level: an answer is tokenized line by line (each item on its own, then the newline between
 items, then the tokenizer's EOS). The decoder's trie is built from the same per-item token ids
-(`item_tokens`), so an item looks the same to the model whether it is the single answer of a
+(`text_tokens`), so an item looks the same to the model whether it is the single answer of a
 next-item prompt or one line of a neighbour list, independent of BPE merges across lines.
 
 Prompts use the tokenizer's chat template when it has one (Qwen, Llama-3, the tiny model built by
