@@ -372,3 +372,30 @@ def test_cli_sid_data_train_evaluate_on_ml100k(run, tiny_sid):
         evaluate_llm(run, EvaluateConfig(adapter=str(stale), max_users=2))
     with pytest.raises(EvaluateError, match="trained with items as sid"):
         evaluate_llm(run, EvaluateConfig(adapter=str(adapter), item_repr="title", max_users=2))
+
+
+def test_untied_output_layer_trains_its_sid_rows_too():
+    """Untied models (Qwen2.5-7B, Llama-3-8B): both layers are named, so the model can learn to write
+    the new tokens; a tiny LlamaForCausalLM built from a config stands in for them."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from train.llm.modeling import fit_embeddings, trainable_token_targets
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=False))
+    assert fit_embeddings(model, 60) == (50, 60) and fit_embeddings(model, 55) == (60, 60)  # never shrinks
+    new = list(range(50, 60))
+    targets = trainable_token_targets(model, new)
+    assert targets == {"model.embed_tokens": new, "lm_head": new}
+    model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"], trainable_token_indices=targets))
+    before = effective_rows(model)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    ids = torch.randint(0, 60, (2, 8))
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    after = effective_rows(model)
+    for old, moved in zip(before, after):
+        assert torch.equal(moved[:50], old[:50])
+    assert ((after[1][50:] - before[1][50:]).abs().amax(dim=1) > 0).all(), "every new output row trains"
