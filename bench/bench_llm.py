@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     from graph.export import load_export
     from graph.rundir import RunPaths
     from evaluate.cases import eval_cases
-    from train.llm.data import DataConfig, select_users, write_instruction_data
+    from train.llm.data import DataConfig, item_texts, select_users, write_instruction_data
     from train.llm.decode import DecodeConfig, ItemTrie, recommend
     from train.llm.finetune import TrainConfig, finetune
     from train.llm.modeling import load_adapter_model, load_tokenizer
@@ -72,7 +72,8 @@ def main(argv=None) -> int:
         build_tiny_model(export.items["title"].tolist(), model_dir, TinyModelConfig())
     tokenizer = load_tokenizer(model_dir)
     model = load_adapter_model(model_dir, args.adapter)
-    trie = ItemTrie.from_titles(tokenizer, export.items["item_id"].tolist(), export.items["title"].tolist())
+    texts = item_texts(export.items, "title")
+    trie = ItemTrie.from_texts(tokenizer, list(texts), list(texts.values()))
     cases = eval_cases(export, "test")
     cases = cases[cases["user_id"].isin(select_users(cases["user_id"], args.users))]
     cases = [{"user_id": u, "history": list(h)} for u, h in zip(cases["user_id"], cases["history"])]
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
     for _ in range(args.repeats):
         for variant in variants:
             config = DecodeConfig(num_beams=args.num_beams, batch_size=args.batch_size, constraint=variant)
-            result = recommend(model, tokenizer, trie, export.titles, cases, args.max_history, config,
+            result = recommend(model, tokenizer, trie, texts, cases, args.max_history, config,
                                progress=False)
             runs[variant].append(result.stats)
 

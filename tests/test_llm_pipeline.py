@@ -18,7 +18,7 @@ import cli
 from graph.export import load_export
 from graph.rundir import RunPaths
 from train.llm import prompts
-from train.llm.data import DataConfig, load_instruction_data, write_instruction_data
+from train.llm.data import DataConfig, item_texts, load_instruction_data, write_instruction_data
 from train.llm.decode import DecodeConfig, ItemTrie, recommend
 from train.llm.finetune import (TrainConfig, TrainError, collate, encode_samples, finetune,
                                 weighted_token_loss)
@@ -151,7 +151,8 @@ def test_constrained_beam_search_returns_only_real_new_items(tiny, export):
     trie = ItemTrie.from_titles(tokenizer, export.items["item_id"].tolist(), export.items["title"].tolist())
     cases = eval_cases(export, "test").head(6)
     cases = [{"user_id": u, "history": list(h)} for u, h in zip(cases["user_id"], cases["history"])]
-    result = recommend(model, tokenizer, trie, export.titles, cases, 10,
+    texts = item_texts(export.items, "title")
+    result = recommend(model, tokenizer, trie, texts, cases, 10,
                        DecodeConfig(num_beams=10, batch_size=4), progress=False)
     assert result.stats["invalid"] == 0 and result.stats["invalid_rate"] == 0.0
     assert result.stats["returned"] == 60 and result.stats["missing"] == 0
@@ -166,7 +167,7 @@ def test_constrained_beam_search_returns_only_real_new_items(tiny, export):
     # the per-beam callback and the run without shared prefill find the same lists
     for variant in (DecodeConfig(num_beams=10, batch_size=4, constraint="callback"),
                     DecodeConfig(num_beams=10, batch_size=4, shared_prefill=False)):
-        other = recommend(model, tokenizer, trie, export.titles, cases[:2], 10, variant, progress=False)
+        other = recommend(model, tokenizer, trie, texts, cases[:2], 10, variant, progress=False)
         head = recs[recs["user_id"].isin([c["user_id"] for c in cases[:2]])]
         assert other.recommendations[["user_id", "item_id", "rank"]].values.tolist() == \
             head[["user_id", "item_id", "rank"]].values.tolist()

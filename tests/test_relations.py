@@ -51,7 +51,7 @@ def test_every_registered_relation_is_wired_the_same_way():
             assert f"[r:{name}]" in spec.item_view.query and "$item_id" in spec.item_view.query
     tasks = task_relations()
     assert list(tasks) == ["collab", "semantic", "meta"] and "nip" not in tasks
-    assert prompts.TASKS == ("nip", "collab", "semantic", "meta")
+    assert prompts.TASKS == ("nip", "collab", "semantic", "meta", "title2sid", "sid2title")
     assert prompts.DEFAULT_TASKS == ("nip", "collab", "semantic")     # the IIRG paper's three
     assert prompts.INSTRUCTIONS["meta"] == RELATIONS["SHARES_META"].task.instruction
 

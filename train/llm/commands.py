@@ -1,7 +1,7 @@
 """`iirg data | tiny-model | train | evaluate`: IIRG instruction data, LoRA fine-tuning, evaluation.
 
-    iirg data       --run runs/ml-100k [--tasks nip,collab,semantic] [--weights 1,1,1]
-    iirg tiny-model --run runs/ml-100k [--pretrain-steps 300]          # CPU model, no downloads
+    iirg data       --run runs/ml-100k [--tasks nip,collab,semantic] [--weights 1,1,1] [--item-repr sid]
+    iirg tiny-model --run runs/ml-100k [--pretrain-steps 300] [--item-repr sid]   # CPU model, no downloads
     iirg train      --run runs/ml-100k --model runs/ml-100k/llm/tiny [--tasks nip] [--max-steps 500]
     iirg evaluate   --run runs/ml-100k --adapter runs/ml-100k/llm/adapters/iirg
 
@@ -47,23 +47,35 @@ def run_data(args, ctx) -> int:
     ctx.run.record_config("llm_data", {"out": str(out), **config.to_dict(), "counts": meta["counts"]})
     rows = [[t, TASK_NAMES[t], w, meta["counts"][t]] for t, w in config.task_weights.items()]
     rows.append(["valid", "next item (valid split, model selection)", "-", meta["counts"]["valid"]])
-    _print_table(f"instruction data -> {out}  (nip mode: {config.nip_mode}, max history "
-                 f"{config.max_history}, users {meta['users']})", ["task", "what", "weight", "samples"], rows)
+    _print_table(f"instruction data -> {out}  (items as {config.item_repr}, nip mode: {config.nip_mode}, "
+                 f"max history {config.max_history}, users {meta['users']})",
+                 ["task", "what", "weight", "samples"], rows)
     return 0
 
 
 def run_tiny(args, ctx) -> int:
+    import json
+
     from graph.export import load_export
+    from train.llm.data import load_item_sids
     from train.llm.tiny import TinyModelConfig, build_tiny_model
 
     config = config_from_args(TinyModelConfig, args, table="tiny")
+    if config.item_repr is None:  # as the run's instruction data, else titles
+        meta_path = ctx.run.llm / "data" / "data_config.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        config.item_repr = meta.get("config", {}).get("item_repr", "title")
     out = Path(args.out) if args.out else ctx.run.llm / "tiny"
     export = load_export(ctx.run.export)
+    sids, sid_file = load_item_sids(export) if config.item_repr == "sid" else (None, None)
     summary = build_tiny_model(export.items["title"].tolist(), out, config,
-                               source={"run": str(ctx.run.root), "dataset": export.manifest.get("dataset")})
+                               sids=[sids[i] for i in export.items["item_id"]] if sids else None,
+                               source={"run": str(ctx.run.root), "dataset": export.manifest.get("dataset"),
+                                       "sid_file": sid_file})
     ctx.run.record_config("llm_tiny_model", {"out": str(out), **summary["config"]})
-    _print_table(f"tiny model -> {out}", ["", "value"], [
+    _print_table(f"tiny model -> {out}  (items as {config.item_repr})", ["", "value"], [
         ["parameters", summary["parameters"]], ["vocabulary", summary["vocab_size"]],
+        ["SID code tokens", summary["sid_tokens"]],
         ["items", summary["items"]], ["tokens per item (mean / max)",
                                       f"{summary['item_tokens']['mean']} / {summary['item_tokens']['max']}"],
         ["pre-training loss (first -> last)",
@@ -142,7 +154,9 @@ def register(sub, common) -> None:
     p.set_defaults(handler=run_data)
 
     p = sub.add_parser("tiny-model", parents=[common["run"]],
-                       help="build a small Llama model + BPE tokenizer on the item titles (CPU, offline)")
+                       help="build a small Llama model + BPE tokenizer on the item titles (CPU, offline)",
+                       description=_doc_of("train.llm.tiny"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_flags(p, TinyModelConfig, table="tiny")
     p.add_argument("--out", help="model folder (default: <run>/llm/tiny)")
     p.set_defaults(handler=run_tiny)

@@ -2,6 +2,7 @@
 
     iirg data --run runs/ml-100k                       # all three tasks, weights 1,1,1
     iirg data --run runs/ml-100k --tasks nip --out runs/ml-100k/llm/data-nip
+    iirg data --run runs/ml-100k --item-repr sid --out runs/ml-100k/llm/data-sid   # after `iirg sid`
 
 Reads only the export folder (`graph.export.load_export`), so it needs no graph database, and uses
 the training part of every sequence only (all but the last two items; valid and test are held out).
@@ -15,19 +16,28 @@ Tasks (every sample carries `task` and its loss `weight`):
 - semantic: anchor item -> its top-k semantic neighbours (SIMILAR edges) in rank order.
 - every other relation with a task (graph/relations), e.g. meta: anchor item -> its SHARES_META
   neighbours (needs `iirg build --extra-relations SHARES_META`; not among the default tasks).
+- title2sid / sid2title (only with `--item-repr sid`, not default): one sample per catalogue item,
+  title -> SID and SID -> title, so a pretrained LLM ties the new code tokens to its language.
 The neighbour tasks, their instructions and their relations come from the relation registry.
+
+Items are written as quoted titles (`--item-repr title`, the paper) or as their semantic IDs
+(`--item-repr sid`: `<a_48><b_1><c_50><d_0>` from the run's `export/sids.parquet`, made by `iirg sid`)
+in every task: history, target and neighbour lists alike (train.llm.prompts).
 
 Output folder (LLaMA-Factory / Alpaca convention, so the official IIRG tooling can read it too):
     train_<task>.jsonl   {"instruction", "input", "output", "task", "weight", ...ids}
     valid.jsonl          one next-item sample per user: training history -> valid item, with
                          `history_item_ids` (the whole training history, excluded when decoding)
-    items.jsonl          {"item_id", "title"}: the catalogue the constrained decoder allows
+    items.jsonl          {"item_id", "title"} (+ "sid" with --item-repr sid): the catalogue the
+                         constrained decoder allows
     dataset_info.json    LLaMA-Factory dataset registry (one entry per task, plus iirg_valid)
-    data_config.json     the DataConfig, counts, prompt format and the export's checksum
+    data_config.json     the DataConfig (item_repr included), counts, prompt format, the export's
+                         checksum and, for sid data, the identity of the SID file (sha256, method...)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -59,6 +69,9 @@ class DataConfig:
     weights: tuple[float, ...] | None = field(default=None, metadata={
         "help": "loss weight of each task, in the order of --tasks (one value applies to all; "
                 "default 1 each)"})
+    item_repr: Literal["title", "sid"] = field(default="title", metadata={
+        "help": "how every item is written: title (quoted title, the IIRG paper) or sid (its semantic "
+                "ID tokens from `iirg sid`, LC-Rec style; enables the title2sid and sid2title tasks)"})
     max_history: int = field(default=20, metadata={
         "help": "most recent history items shown in a next-item prompt"})
     nip_mode: Literal["prefixes", "last"] = field(default="prefixes", metadata={
@@ -92,6 +105,11 @@ class DataConfig:
             raise ConfigError("max_history must be >= 1")
         if self.nip_mode not in ("prefixes", "last"):
             raise ConfigError(f"nip_mode must be prefixes or last, got {self.nip_mode!r}")
+        if self.item_repr not in prompts.ITEM_REPRS:
+            raise ConfigError(f"item_repr must be one of {prompts.ITEM_REPRS}, got {self.item_repr!r}")
+        alignment = [t for t in self.tasks if t in prompts.ALIGNMENT_TASKS]
+        if alignment and self.item_repr != "sid":
+            raise ConfigError(f"task(s) {alignment} align titles with semantic IDs: they need --item-repr sid")
         for name in ("collab_k", "semantic_k", "max_users"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -122,8 +140,9 @@ def training_sequences(interactions: pd.DataFrame) -> dict[str, list[str]]:
     return {u: g.tolist() for u, g in train.groupby("user_id", sort=False)["item_id"]}
 
 
-def nip_samples(sequences: dict[str, list[str]], titles: dict[str, str], users: list[str],
+def nip_samples(sequences: dict[str, list[str]], texts: dict[str, str], users: list[str],
                 config: DataConfig, weight: float) -> list[dict]:
+    """Next-item samples; `texts` is item_id -> the item as written (`item_texts`)."""
     instruction = prompts.INSTRUCTIONS["nip"]
     out = []
     for user_id in users:
@@ -133,29 +152,29 @@ def nip_samples(sequences: dict[str, list[str]], titles: dict[str, str], users: 
             if t < 1:
                 continue
             history = seq[max(0, t - config.max_history):t]
-            out.append({"instruction": instruction, "input": prompts.format_items(titles[i] for i in history),
-                        "output": prompts.format_item(titles[seq[t]]), "task": "nip", "weight": weight,
+            out.append({"instruction": instruction, "input": prompts.join_items(texts[i] for i in history),
+                        "output": texts[seq[t]], "task": "nip", "weight": weight,
                         "user_id": user_id, "target_item_id": seq[t]})
     return out
 
 
-def neighbour_samples(edges: pd.DataFrame, titles: dict[str, str], task: str, k: int | None,
+def neighbour_samples(edges: pd.DataFrame, texts: dict[str, str], task: str, k: int | None,
                       weight: float) -> list[dict]:
     """One sample per anchor item: its neighbours in rank order (top k)."""
     instruction = prompts.INSTRUCTIONS[task]
     out = []
     ordered = edges.sort_values(["item_id", "rank"], kind="stable")
     for item_id, group in ordered.groupby("item_id", sort=False):
-        neighbours = [n for n in group["neighbor_id"].tolist() if n in titles][:k]
-        if not neighbours or item_id not in titles:
+        neighbours = [n for n in group["neighbor_id"].tolist() if n in texts][:k]
+        if not neighbours or item_id not in texts:
             continue
-        out.append({"instruction": instruction, "input": prompts.format_item(titles[item_id]),
-                    "output": prompts.format_items(titles[n] for n in neighbours), "task": task,
+        out.append({"instruction": instruction, "input": texts[item_id],
+                    "output": prompts.join_items(texts[n] for n in neighbours), "task": task,
                     "weight": weight, "anchor_item_id": item_id, "neighbor_item_ids": neighbours})
     return out
 
 
-def valid_samples(interactions: pd.DataFrame, sequences: dict[str, list[str]], titles: dict[str, str],
+def valid_samples(interactions: pd.DataFrame, sequences: dict[str, list[str]], texts: dict[str, str],
                   users: list[str], max_history: int) -> list[dict]:
     """Training history -> valid item, one per user with a valid item and some training history."""
     valid = interactions[interactions["split"] == "valid"]
@@ -167,15 +186,65 @@ def valid_samples(interactions: pd.DataFrame, sequences: dict[str, list[str]], t
         if user_id not in target or not history:
             continue
         out.append({"instruction": instruction,
-                    "input": prompts.format_items(titles[i] for i in history[-max_history:]),
-                    "output": prompts.format_item(titles[target[user_id]]), "task": "nip", "weight": 1.0,
+                    "input": prompts.join_items(texts[i] for i in history[-max_history:]),
+                    "output": texts[target[user_id]], "task": "nip", "weight": 1.0,
                     "user_id": user_id, "target_item_id": target[user_id], "history_item_ids": history})
     return out
 
 
-def build_samples(export, config: DataConfig) -> tuple[dict[str, list[dict]], list[dict]]:
-    """Instruction samples per task (training split only) and the valid-split samples."""
-    titles = export.titles
+def alignment_samples(items: pd.DataFrame, sids: dict[str, str], task: str, weight: float) -> list[dict]:
+    """title2sid / sid2title: one sample per catalogue item (item metadata only, no interactions)."""
+    instruction = prompts.INSTRUCTIONS[task]
+    out = []
+    for item_id, title in zip(items["item_id"], items["title"]):
+        title_text, sid_text = prompts.item_text("title", title), prompts.item_text("sid", title, sids[item_id])
+        source, target = (title_text, sid_text) if task == "title2sid" else (sid_text, title_text)
+        out.append({"instruction": instruction, "input": source, "output": target, "task": task,
+                    "weight": weight, "item_id": item_id})
+    return out
+
+
+def item_texts(items: pd.DataFrame, item_repr: str, sids: dict[str, str] | None = None) -> dict[str, str]:
+    """item_id -> the item as the model reads and writes it (quoted title or SID string)."""
+    if item_repr == "sid":
+        if sids is None:
+            raise LlmDataError("item_repr sid needs the items' SIDs")
+        return {i: prompts.item_text("sid", t, sids[i]) for i, t in zip(items["item_id"], items["title"])}
+    return {i: prompts.item_text("title", t) for i, t in zip(items["item_id"], items["title"])}
+
+
+def load_item_sids(export) -> tuple[dict[str, str], dict]:
+    """item_id -> SID string from the run's `export/sids.parquet`, and the identity of that file.
+
+    The identity (sha256 of the file, quantizer settings, the dataset checksum it was made for) goes
+    into data_config.json, so training and evaluation can tell whether the run's SIDs still match.
+
+    Raises:
+        LlmDataError: `iirg sid` has not run, or ran for another build of the dataset.
+    """
+    from evaluate.token_level import SIDS_FILE, SIDError, load_sids
+    from train.sid import sid_strings
+
+    try:
+        codes, stats = load_sids(export)
+    except SIDError as e:
+        raise LlmDataError(f"items written as semantic IDs (item_repr sid) need the run's SIDs: {e}") from e
+    path = export.directory / SIDS_FILE
+    sids = dict(zip(export.items["item_id"].astype(str), sid_strings(codes)))
+    identity = {"file": SIDS_FILE, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                **{k: stats.get(k) for k in ("method", "levels", "codes_per_level", "n_codes", "seed",
+                                             "dataset_checksum")},
+                "tokens": len(prompts.sid_tokens(sids.values()))}
+    return sids, identity
+
+
+def build_samples(export, config: DataConfig,
+                  sids: dict[str, str] | None = None) -> tuple[dict[str, list[dict]], list[dict]]:
+    """Instruction samples per task (training split only) and the valid-split samples.
+
+    `sids` (item_id -> SID string, `load_item_sids`) is required for `item_repr="sid"`.
+    """
+    texts = item_texts(export.items, config.item_repr, sids)
     sequences = training_sequences(export.interactions)
     users = select_users(sequences.keys(), config.max_users)
     weights = config.task_weights
@@ -183,7 +252,10 @@ def build_samples(export, config: DataConfig) -> tuple[dict[str, list[dict]], li
     per_task: dict[str, list[dict]] = {}
     for task in config.tasks:
         if task == "nip":
-            per_task[task] = nip_samples(sequences, titles, users, config, weights[task])
+            per_task[task] = nip_samples(sequences, texts, users, config, weights[task])
+            continue
+        if task in prompts.ALIGNMENT_TASKS:
+            per_task[task] = alignment_samples(export.items, sids, task, weights[task])
             continue
         spec = relations[task]
         edges = export.edges(spec.name)
@@ -191,8 +263,8 @@ def build_samples(export, config: DataConfig) -> tuple[dict[str, list[dict]], li
             raise LlmDataError(f"task {task!r} needs {spec.name} edges, which this export lacks: rebuild "
                                f"with `iirg build --extra-relations {spec.name}`")
         k = getattr(config, spec.task.k_setting) if spec.task.k_setting else None
-        per_task[task] = neighbour_samples(edges, titles, task, k, weights[task])
-    return per_task, valid_samples(export.interactions, sequences, titles, users, config.max_history)
+        per_task[task] = neighbour_samples(edges, texts, task, k, weights[task])
+    return per_task, valid_samples(export.interactions, sequences, texts, users, config.max_history)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -225,7 +297,8 @@ def dataset_info(tasks: list[str]) -> dict:
 def write_instruction_data(export, config: DataConfig, out_dir: str | os.PathLike) -> dict:
     """Write the instruction-data folder atomically; returns its data_config.json content."""
     out_dir = Path(out_dir)
-    per_task, valid = build_samples(export, config)
+    sids, sid_identity = load_item_sids(export) if config.item_repr == "sid" else (None, None)
+    per_task, valid = build_samples(export, config, sids)
     empty = [t for t, rows in per_task.items() if not rows]
     if empty:
         raise LlmDataError(f"no samples for task(s) {empty}: the export has no training sequences "
@@ -237,6 +310,8 @@ def write_instruction_data(export, config: DataConfig, out_dir: str | os.PathLik
             _write_jsonl(tmp / f"train_{task}.jsonl", rows)
         _write_jsonl(tmp / "valid.jsonl", valid)
         items = export.items[["item_id", "title"]]
+        if sids is not None:
+            items = items.assign(sid=items["item_id"].map(sids))
         _write_jsonl(tmp / "items.jsonl", items.to_dict("records"))
         (tmp / "dataset_info.json").write_text(json.dumps(dataset_info(list(per_task)), indent=2))
         meta = {
@@ -244,7 +319,8 @@ def write_instruction_data(export, config: DataConfig, out_dir: str | os.PathLik
             "config": config.to_dict(),
             "counts": {**{t: len(r) for t, r in per_task.items()}, "valid": len(valid), "items": len(items)},
             "users": len(select_users(training_sequences(export.interactions).keys(), config.max_users)),
-            "format": {"item_template": prompts.ITEM_TEMPLATE, "item_separator": prompts.ITEM_SEPARATOR,
+            "format": {"item_template": prompts.ITEM_TEMPLATES[config.item_repr],
+                       "item_separator": prompts.ITEM_SEPARATOR,
                        "instructions": {t: prompts.INSTRUCTIONS[t]
                                         for t in dict.fromkeys([*prompts.DEFAULT_TASKS, *config.tasks])}},
             "export": {"dataset": export.manifest.get("dataset"),
@@ -252,6 +328,8 @@ def write_instruction_data(export, config: DataConfig, out_dir: str | os.PathLik
                        "params": export.manifest.get("params"),
                        "created_at": export.manifest.get("created_at")},
         }
+        if sid_identity is not None:
+            meta["sids"] = sid_identity
         (tmp / "data_config.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
     return meta
 
@@ -264,11 +342,22 @@ class InstructionData:
     meta: dict
     train: dict[str, list[dict]]   # task -> samples
     valid: list[dict]
-    items: pd.DataFrame            # item_id, title
+    items: pd.DataFrame            # item_id, title (+ sid for sid data)
 
     @property
     def max_history(self) -> int:
         return int(self.meta["config"]["max_history"])
+
+    @property
+    def item_repr(self) -> str:
+        """title or sid (folders written before --item-repr existed are title)."""
+        return self.meta["config"].get("item_repr", "title")
+
+    @property
+    def item_texts(self) -> dict[str, str]:
+        """item_id -> the item as written in this data (what the decoder's trie must hold)."""
+        sids = dict(zip(self.items["item_id"], self.items["sid"])) if self.item_repr == "sid" else None
+        return item_texts(self.items, self.item_repr, sids)
 
 
 def load_instruction_data(path: str | os.PathLike, tasks: tuple[str, ...] | None = None) -> InstructionData:
@@ -285,15 +374,20 @@ def load_instruction_data(path: str | os.PathLike, tasks: tuple[str, ...] | None
     meta = json.loads(meta_path.read_text())
     if meta.get("version") != DATA_FORMAT_VERSION:
         raise LlmDataError(f"{meta_path}: data format {meta.get('version')} is not {DATA_FORMAT_VERSION}")
-    if meta.get("format", {}).get("item_template") != prompts.ITEM_TEMPLATE:
+    item_repr = meta["config"].get("item_repr", "title")
+    expected = prompts.ITEM_TEMPLATES.get(item_repr)
+    if meta.get("format", {}).get("item_template") != expected:
         raise LlmDataError(f"{meta_path}: items are written as {meta.get('format', {}).get('item_template')!r}, "
-                           f"this iirg writes {prompts.ITEM_TEMPLATE!r}; rerun `iirg data`")
+                           f"this iirg writes {expected!r} for item_repr {item_repr!r}; rerun `iirg data`")
     available = list(meta["config"]["tasks"])
     tasks = tuple(tasks) if tasks else tuple(available)
     missing = [t for t in tasks if t not in available]
     if missing:
         raise LlmDataError(f"{path} has no samples for task(s) {missing} (it has {available})")
     train = {t: read_jsonl(path / f"train_{t}.jsonl") for t in tasks}
-    items = pd.DataFrame(read_jsonl(path / "items.jsonl"), columns=["item_id", "title"])
+    columns = ["item_id", "title", "sid"] if item_repr == "sid" else ["item_id", "title"]
+    items = pd.DataFrame(read_jsonl(path / "items.jsonl"), columns=columns)
+    if item_repr == "sid" and items["sid"].isna().any():
+        raise LlmDataError(f"{path / 'items.jsonl'}: sid data, but some items have no sid; rerun `iirg data`")
     return InstructionData(path=path, meta=meta, train=train, valid=read_jsonl(path / "valid.jsonl"),
                            items=items)

@@ -1,8 +1,9 @@
-"""Beam search constrained by a token trie of all item titles: every generation is a real item.
+"""Beam search constrained by a token trie of all catalogue items: every generation is a real item.
 
 The trie holds, for every item of the catalogue, the token ids of the single-item answer
-(`train.llm.prompts.item_tokens`: `"<title>"` + EOS). Its leaves are items, so a finished beam maps
-back to exactly one item id without parsing text.
+(`train.llm.prompts.text_tokens`: `"<title>"` + EOS, or the SID's code tokens + EOS for SID data,
+`<a_48><b_1><c_50><d_0>` = 4 tokens + EOS). Its leaves are items, so a finished beam maps back to
+exactly one item id without parsing text. TIGER (train/baselines/tiger.py) decodes with the same trie.
 
 Constraint (default, `constraint="mask"`): `TrieLogitsProcessor`, a vectorized logits mask. Each
 step it walks every beam's generated tokens through the trie with `searchsorted` over sorted edge
@@ -91,6 +92,11 @@ class ItemTrie:
         self._children = {p: {} for p in range(self.num_nodes)}
         for (p, t), c in children.items():
             self._children[p][t] = c
+
+    @classmethod
+    def from_texts(cls, tokenizer, item_ids: list[str], texts: list[str]) -> "ItemTrie":
+        """The trie of items written as `texts` (quoted titles or SID strings, `prompts.item_text`)."""
+        return cls(list(item_ids), prompts.text_tokens(tokenizer, texts))
 
     @classmethod
     def from_titles(cls, tokenizer, item_ids: list[str], titles: list[str]) -> "ItemTrie":
@@ -288,14 +294,15 @@ class DecodeResult:
     stats: dict
 
 
-def recommend(model, tokenizer, trie: ItemTrie, titles: dict[str, str], cases: list[dict],
+def recommend(model, tokenizer, trie: ItemTrie, item_texts: dict[str, str], cases: list[dict],
               max_history: int, config: DecodeConfig, *, progress: bool = True) -> DecodeResult:
     """Top-`num_beams` items per user by beam search.
 
     Args:
         cases: dicts with `user_id` and `history` (item ids, oldest first; the prompt shows the last
             `max_history`, exclusion uses all of them).
-        titles: item_id -> title of the catalogue.
+        item_texts: item_id -> the item as written in prompts (`prompts.item_text`: the quoted
+            title or the SID string), the same texts the trie was built from.
 
     Returns the ranked items and stats: users, returned, invalid (not an item, or a history item
     when excluded), invalid_rate, missing (beams that found no item), decode_steps (generation
@@ -308,7 +315,7 @@ def recommend(model, tokenizer, trie: ItemTrie, titles: dict[str, str], cases: l
     device = next(model.parameters()).device
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
     instruction = prompts.INSTRUCTIONS["nip"]
-    inputs = [prompts.format_items(titles[i] for i in list(c["history"])[-max_history:] if i in titles)
+    inputs = [prompts.join_items(item_texts[i] for i in list(c["history"])[-max_history:] if i in item_texts)
               for c in cases]
     encoded = prompts.encode_prompts(tokenizer, [instruction] * len(cases), inputs)
     order = sorted(range(len(cases)), key=lambda i: len(encoded[i]))  # similar lengths share a batch

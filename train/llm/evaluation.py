@@ -8,6 +8,10 @@ the last `max_history` history items (the value the adapter was trained with), t
 `num_beams` distinct real items (history excluded by default), and the list goes to
 `evaluate.record.record_model`, so the run appears in `iirg report` next to the baselines, per
 segment. Decoding stats (invalid rate, which must be 0, users/s) are stored with the metrics.
+
+Items are written as the adapter's training data wrote them (`item_repr` in its data_config): for
+SID data the trie holds every catalogue item's SID code tokens (+ EOS) from the adapter's tokenizer,
+and the run's `export/sids.parquet` must be the file the data was made from (its sha256 is checked).
 """
 
 from __future__ import annotations
@@ -49,6 +53,11 @@ class EvaluateConfig:
     constraint: Literal["mask", "callback"] = field(default="mask", metadata={
         "help": "trie constraint implementation: vectorized mask or per-beam Python callback"})
     device: str | None = field(default=None, metadata={"help": "cuda, cuda:1, cpu... (default: auto)"})
+    item_repr: Literal["title", "sid"] | None = field(default=None, metadata={
+        "help": "how items are written in prompts and the trie (default: as in the adapter's training "
+                "data; title with --no-adapter)"})
+    threads: int | None = field(default=None, metadata={
+        "help": "torch CPU threads (default: torch's choice, all cores)"})
 
     def __post_init__(self):
         if self.no_adapter == (self.adapter is not None):
@@ -59,6 +68,10 @@ class EvaluateConfig:
             raise ConfigError(f"split must be valid or test, got {self.split!r}")
         if self.max_users is not None and self.max_users < 1:
             raise ConfigError("max_users must be >= 1")
+        if self.item_repr not in (None, "title", "sid"):
+            raise ConfigError(f"item_repr must be title or sid, got {self.item_repr!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError("threads must be >= 1 (or unset)")
 
     def model_name(self) -> str:
         if self.name:
@@ -80,13 +93,18 @@ def evaluate_llm(run, config: EvaluateConfig) -> dict:
 
     Returns {"model", "metrics" (from record_model), "decode" (stats)}.
     """
+    import torch
+
     from evaluate.cases import eval_cases
     from evaluate.record import record_model
     from graph.export import load_export
-    from train.llm.data import select_users
+    from train.llm.data import item_texts, load_item_sids, select_users
     from train.llm.decode import DecodeConfig, ItemTrie, recommend
-    from train.llm.modeling import load_adapter_model, load_tokenizer, pick_device
+    from train.llm.modeling import load_adapter_model, load_tokenizer, pick_device, sid_token_ids
+    from train.llm.prompts import sid_tokens
 
+    if config.threads:
+        torch.set_num_threads(config.threads)
     export = load_export(run.export)
     record = _train_record(config.adapter) if config.adapter else None
     base = config.base_model or (record and record["base_model"])
@@ -100,20 +118,35 @@ def evaluate_llm(run, config: EvaluateConfig) -> dict:
     tokenizer_dir = config.adapter if config.adapter and (Path(config.adapter) / "tokenizer_config.json").exists() \
         else base
     tokenizer = load_tokenizer(tokenizer_dir, padding_side="left")
+    trained_repr = record["data_config"]["config"].get("item_repr", "title") if record else None
+    if config.item_repr and trained_repr and config.item_repr != trained_repr:
+        raise EvaluateError(f"the adapter {config.adapter} was trained with items as {trained_repr}, not "
+                            f"{config.item_repr}: drop --item-repr")
+    item_repr = config.item_repr or trained_repr or "title"
+    sids, sid_file = load_item_sids(export) if item_repr == "sid" else (None, None)
+    trained_sids = (record or {}).get("data_config", {}).get("sids")
+    if sid_file and trained_sids and trained_sids["sha256"] != sid_file["sha256"]:
+        raise EvaluateError(f"the adapter {config.adapter} was trained on other semantic IDs (sids.parquet "
+                            f"{trained_sids['sha256'][:12]}…) than this run has ({sid_file['sha256'][:12]}…): "
+                            f"`iirg sid` ran again since; rerun `iirg data --item-repr sid` and `iirg train`")
+    if sids is not None:
+        sid_token_ids(tokenizer, sid_tokens(sids.values()))  # every code is one token, or a clear error
     device = pick_device(config.device)
-    model = load_adapter_model(base, config.adapter, device=device)
+    # The adapter's tokenizer may hold added SID tokens: grow the base embeddings to it, as in training.
+    model = load_adapter_model(base, config.adapter, device=device, vocab_size=len(tokenizer))
 
     cases = eval_cases(export, config.split)
     keep = set(select_users(cases["user_id"], config.max_users))
     cases = cases[cases["user_id"].isin(keep)]
     case_list = [{"user_id": u, "history": list(h)} for u, h in zip(cases["user_id"], cases["history"])]
-    titles = export.titles
-    trie = ItemTrie.from_titles(tokenizer, export.items["item_id"].tolist(), export.items["title"].tolist())
+    texts = item_texts(export.items, item_repr, sids)
+    trie = ItemTrie.from_texts(tokenizer, list(texts), list(texts.values()))
     decode = DecodeConfig(num_beams=config.num_beams, batch_size=config.batch_size,
                           keep_history=config.keep_history, constraint=config.constraint)
-    result = recommend(model, tokenizer, trie, titles, case_list, max_history, decode)
+    result = recommend(model, tokenizer, trie, texts, case_list, max_history, decode)
     name = config.model_name()
     info = {"kind": "llm", "adapter": config.adapter, "base_model": base, "max_history": max_history,
+            "item_repr": item_repr, "sid_file": sid_file,
             "users_evaluated": len(case_list), "user_subset": config.max_users, "decode": result.stats,
             "decode_config": asdict(decode),
             "train_tasks": record["data_config"]["config"]["tasks"] if record else None,

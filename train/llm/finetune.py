@@ -13,6 +13,11 @@ GPU machine without the graph database.
   divided by the number of answer tokens of the whole accumulated batch (transformers'
   `num_items_in_batch`, gathered across processes), so a weight of 0 removes a task and gradient
   accumulation matches one big batch.
+- Items as semantic IDs (data from `iirg data --item-repr sid`): every SID code token the tokenizer
+  lacks is added, the embeddings are resized, and only the SID rows of the embedding matrix train
+  beside LoRA (peft's `trainable_token_indices`; the whole matrix stays frozen). For a tiny model
+  built with `iirg tiny-model --item-repr sid` the tokens exist already: nothing is added or resized,
+  their rows still train. train_config.json records the tokens, their ids and the resize.
 - Model selection: every `eval_steps` the constrained decoder (train.llm.decode) recommends for a
   seeded sample of valid users; Recall@10 (= HitRate@10: one held-out item per user) picks the best
   checkpoint, which is the adapter left in the output folder. The test split is not read here.
@@ -22,7 +27,8 @@ Output folder (`--out`):
     train_config.json     this TrainConfig + base model, data folder, target modules, git commit
     metrics.json          train loss, valid metrics per evaluation, best step, tokens/s
     loss_curve.png        training loss and valid Recall@10 over steps
-    tokenizer files       the tokenizer used, so the folder is self-describing
+    tokenizer files       the tokenizer used (with the SID tokens for sid data), so the folder is
+                          self-describing and evaluation uses the same token ids
     checkpoints/checkpoint-<step>/   Trainer checkpoints (optimizer, scheduler, RNG): `--resume`
 """
 
@@ -94,6 +100,8 @@ class TrainConfig:
     fp16: bool = field(default=False, metadata={"help": "float16 mixed precision (GPU)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
     dataloader_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
+    threads: int | None = field(default=None, metadata={
+        "help": "torch CPU threads (default: torch's choice, all cores)"})
 
     def __post_init__(self):
         if self.tasks is not None:
@@ -109,6 +117,8 @@ class TrainConfig:
             raise ConfigError("warmup_ratio must be in [0, 1)")
         if self.batch_size < 1 or self.grad_accum < 1 or self.save_steps < 1:
             raise ConfigError("batch_size, grad_accum and save_steps must be >= 1")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError("threads must be >= 1 (or unset)")
         if self.max_steps == 0 or self.max_steps < -1 or (self.max_steps == -1 and self.epochs <= 0):
             raise ConfigError("max_steps must be -1 (use epochs > 0) or >= 1")
         if self.eval_steps is None:
@@ -268,8 +278,8 @@ class ValidEvaluation:
         self.cases = [{"user_id": valid[i]["user_id"], "history": valid[i]["history_item_ids"],
                        "target": valid[i]["target_item_id"]} for i in sorted(chosen)]
         self.tokenizer = tokenizer
-        self.titles = dict(zip(data.items["item_id"], data.items["title"]))
-        self.trie = ItemTrie.from_titles(tokenizer, data.items["item_id"].tolist(), data.items["title"].tolist())
+        self.item_texts = data.item_texts
+        self.trie = ItemTrie.from_texts(tokenizer, list(self.item_texts), list(self.item_texts.values()))
         self.max_history = data.max_history
         self.decode = DecodeConfig(num_beams=config.eval_beams, batch_size=config.eval_batch_size)
 
@@ -282,7 +292,7 @@ class ValidEvaluation:
         was_training = model.training
         model.eval()
         try:
-            result = recommend(model, self.tokenizer, self.trie, self.titles, cases, self.max_history,
+            result = recommend(model, self.tokenizer, self.trie, self.item_texts, cases, self.max_history,
                                self.decode, progress=accelerator.is_main_process)
         finally:
             model.train(was_training)
@@ -387,7 +397,8 @@ def finetune(config: TrainConfig) -> TrainResult:
     from peft import LoraConfig, get_peft_model
     from transformers import TrainingArguments, set_seed
 
-    from train.llm.modeling import load_base_model, load_tokenizer, target_modules_for
+    from train.llm.modeling import (add_sid_tokens, fit_embeddings, load_base_model, load_tokenizer,
+                                    sid_token_ids, target_modules_for, trainable_token_targets)
 
     if not config.model or not config.data or not config.out:
         raise TrainError("model, data and out are required")
@@ -400,9 +411,16 @@ def finetune(config: TrainConfig) -> TrainResult:
         raise TrainError(f"{out} already holds a trained adapter; pass --resume to continue it or "
                          f"choose another --out")
 
+    if config.threads:
+        torch.set_num_threads(config.threads)
     set_seed(config.seed)
     data = load_instruction_data(config.data, config.tasks)
     tokenizer = load_tokenizer(config.model, padding_side="right")
+    sid_record = None
+    if data.item_repr == "sid":  # before encoding: the samples must be tokenized with the code tokens
+        sid_tokens, added = add_sid_tokens(tokenizer, data.items["sid"])
+        sid_record = {"tokens": len(sid_tokens), "added_to_tokenizer": added, "vocab_size": len(tokenizer),
+                      "token_ids": sid_token_ids(tokenizer, sid_tokens), "sid_file": data.meta.get("sids")}
     samples = [s for task in data.train for s in data.train[task]]
     encoded, dropped = encode_samples(tokenizer, samples, config.max_length)
     if not encoded:
@@ -411,8 +429,19 @@ def finetune(config: TrainConfig) -> TrainResult:
     model = load_base_model(config.model, dtype=load_dtype)
     model_type = model.config.model_type
     targets = target_modules_for(model_type, config.target_modules)
+    trainable_tokens = None
+    if sid_record is not None:
+        if "trainable_token_indices" not in LoraConfig.__dataclass_fields__:
+            import peft
+
+            raise TrainError(f"SID data trains only the new token rows with peft's trainable_token_indices "
+                             f"(peft >= 0.15); installed peft {peft.__version__}: upgrade it")
+        sid_record["embedding_rows"] = fit_embeddings(model, len(tokenizer))  # (before, after)
+        trainable_tokens = trainable_token_targets(model, sid_record["token_ids"])
+        sid_record["trainable_layers"] = "tied" if isinstance(trainable_tokens, list) else list(trainable_tokens)
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM", bias="none")
+                      target_modules=targets, task_type="CAUSAL_LM", bias="none",
+                      trainable_token_indices=trainable_tokens)
     model = get_peft_model(model, lora)
     if config.gradient_checkpointing:
         model.enable_input_require_grads()  # frozen embeddings: let checkpointed blocks get gradients
@@ -472,7 +501,8 @@ def finetune(config: TrainConfig) -> TrainResult:
         write_json(out / "metrics.json", metrics)
         write_json(out / "train_config.json", {
             "config": config.to_dict(), "base_model": config.model, "model_type": model_type,
-            "target_modules": targets, "data_config": data.meta, "git_commit": git_commit(),
+            "target_modules": targets, "data_config": data.meta, "sid_tokens": sid_record,
+            "git_commit": git_commit(),
             "torch_version": torch.__version__})
         plot_loss_curve(state.log_history, out / "loss_curve.png", f"{out.name}: {'+'.join(data.train)}")
     return TrainResult(out=out, metrics=metrics, model=trainer.model, tokenizer=tokenizer,
@@ -484,7 +514,9 @@ def _save_adapter(model, tokenizer, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out))
     try:
-        model.save_pretrained(tmp)
+        # No copy of the whole embedding matrix, even when it was resized for SID tokens: every added
+        # row is a trainable token, saved by value in the adapter, and the other rows are the base's.
+        model.save_pretrained(tmp, save_embedding_layers=False)
         tokenizer.save_pretrained(tmp)
         for path in tmp.iterdir():
             os.replace(path, out / path.name)

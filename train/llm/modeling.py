@@ -6,6 +6,15 @@ directly from tokenizer.json, because `AutoTokenizer` would pick the architectur
 class (Qwen2's for a Qwen2 config) and add tokens and rules the tiny BPE was not trained with.
 `padding_side` is not saved by `save_pretrained`, so it is set on every load: left for generation
 (prompts end where the answer starts), right for training.
+
+Semantic-ID tokens (data written with `iirg data --item-repr sid`): `add_sid_tokens` adds every code
+token the tokenizer lacks (`<a_0>`, ..., one token per level and code, as LC-Rec does) as ordinary
+added tokens (not special: decoding keeps them), `fit_embeddings` grows the embedding matrix to the
+new vocabulary (never shrinks it: Qwen2.5's matrix already has spare rows), and `trainable_token_targets`
+names the rows peft trains beside LoRA (`LoraConfig(trainable_token_indices=...)`, peft >= 0.15):
+the SID rows of the input embeddings, and of the output layer when it is not tied to them. The
+adapter folder holds the tokenizer with the added tokens, so `load_adapter_model` grows the base
+model the same way before loading the adapter, and evaluation sees the same token ids.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import json
 from pathlib import Path
 
 from common.errors import IirgError
+from train.llm import prompts
 
 # LoRA target modules per architecture (model_type): attention projections + MLP, the usual set for
 # instruction tuning. Unknown architectures fall back to every Linear layer ("all-linear").
@@ -65,6 +75,63 @@ def load_tokenizer(path: str, *, padding_side: str = "left"):
     return tokenizer
 
 
+def add_sid_tokens(tokenizer, sids) -> tuple[list[str], int]:
+    """Add the SID code tokens of `sids` that the tokenizer lacks.
+
+    Returns every code token of the SIDs (level, then code order) and how many were new.
+    """
+    tokens = prompts.sid_tokens(sids)
+    vocab = tokenizer.get_vocab()
+    added = tokenizer.add_tokens([t for t in tokens if t not in vocab])
+    return tokens, int(added)
+
+
+def sid_token_ids(tokenizer, tokens: list[str]) -> list[int]:
+    """Token id of each SID code token; each must be exactly one token.
+
+    Raises:
+        ModelLoadError: a code token is missing or split (the tokenizer is not the one trained with).
+    """
+    ids = []
+    for token in tokens:
+        encoded = tokenizer(token, add_special_tokens=False)["input_ids"]
+        if len(encoded) != 1:
+            raise ModelLoadError(f"the SID code {token} is {len(encoded)} tokens in this tokenizer, not one: "
+                                 f"use the tokenizer saved with the SID adapter (or a tiny model built "
+                                 f"with --item-repr sid)")
+        ids.append(int(encoded[0]))
+    return ids
+
+
+def fit_embeddings(model, vocab_size: int) -> tuple[int, int]:
+    """Grow the model's token embeddings (and output layer) to hold `vocab_size` tokens.
+
+    Never shrinks: a matrix with spare rows (Qwen2.5: 151,936 rows for 151,665 tokens) is kept, so
+    the logits keep the model's width. Returns the row count before and after.
+    """
+    before = model.get_input_embeddings().weight.shape[0]
+    if vocab_size > before:
+        # mean_resizing: new rows drawn around the mean of the old ones (transformers' default);
+        # they are trained anyway (trainable_token_indices) and saved with the adapter.
+        model.resize_token_embeddings(vocab_size)
+    return before, model.get_input_embeddings().weight.shape[0]
+
+
+def trainable_token_targets(model, token_ids: list[int]) -> list[int] | dict[str, list[int]]:
+    """`LoraConfig.trainable_token_indices` for training only the rows of `token_ids`.
+
+    Tied input/output embeddings (the tiny model, Qwen2.5-0.5B/1.5B): the list, which peft applies
+    to the input embeddings and ties to the output layer. Untied (Qwen2.5-7B, Llama-3-8B): both
+    layers by name, else the output rows of the new tokens would keep their initial values and
+    the model could not learn to write them.
+    """
+    inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
+    if outputs is None or outputs.weight is inputs.weight:
+        return list(token_ids)
+    names = {id(module): name for name, module in model.named_modules()}
+    return {names[id(inputs)]: list(token_ids), names[id(outputs)]: list(token_ids)}
+
+
 def load_base_model(path: str, *, dtype: str = "auto", device: str | None = None):
     """A causal LM from a local folder or hub id (downloads only if not cached and online)."""
     import torch
@@ -83,9 +150,15 @@ def load_base_model(path: str, *, dtype: str = "auto", device: str | None = None
 
 
 def load_adapter_model(base_path: str, adapter_path: str | None, *, dtype: str = "auto",
-                       device: str | None = None):
-    """Base model with a LoRA adapter on top (or the bare base model when adapter_path is None)."""
+                       device: str | None = None, vocab_size: int | None = None):
+    """Base model with a LoRA adapter on top (or the bare base model when adapter_path is None).
+
+    vocab_size: the length of the adapter's tokenizer when it added tokens (SID data); the base
+    embeddings are grown to it first, as in training (the adapter holds the trained rows).
+    """
     model = load_base_model(base_path, dtype=dtype, device=device)
+    if vocab_size is not None:
+        fit_embeddings(model, vocab_size)
     if adapter_path is None:
         return model.eval()
     from peft import PeftModel

@@ -1,6 +1,7 @@
 """A small Llama-architecture model with a BPE tokenizer trained on the dataset's item texts.
 
     iirg tiny-model --run runs/ml-100k --out runs/ml-100k/llm/tiny [--pretrain-steps 300]
+    iirg tiny-model --run runs/ml-100k --item-repr sid --out runs/ml-100k/llm/tiny-sid  # after `iirg sid`
 
 For CI and CPU-only machines: nothing is downloaded. The tokenizer is a byte-level BPE trained with
 `tokenizers` on the item titles (in the answer format of `train.llm.prompts`) plus the prompt
@@ -8,6 +9,12 @@ vocabulary (instructions, chat roles), so item names take few tokens. The model 
 (2 layers, hidden 128 by default), optionally pre-trained for a few hundred steps on the formatted
 item titles so that it can spell item names before any recommendation training (it never sees
 interaction data here, so the base model knows titles but no user behaviour).
+
+With `--item-repr sid` (default: the item_repr of the run's instruction data `<run>/llm/data`, else
+title) the tokenizer also holds every SID code token of the run's `export/sids.parquet` (`<a_0>`, ...,
+one token per level and code), so `iirg train` finds them and resizes nothing, and the pre-training
+texts are `"<title>"\n<sid>` per item: the model learns to write an item's codes after its title
+(catalogue knowledge only, still no interactions), so the code embeddings start with a meaning.
 
 The tokenizer has a chat template (`<|user|>` / `<|assistant|>` turns), so fine-tuning and
 decoding take the same chat path as Qwen or Llama-3. Load it with `train.llm.modeling.load_tokenizer`
@@ -55,6 +62,11 @@ class TinyModelConfig:
     pretrain_batch_size: int = field(default=64, metadata={"help": "titles per pre-training step"})
     pretrain_lr: float = field(default=3e-3, metadata={"help": "peak learning rate of the pre-training"})
     seed: int = field(default=0, metadata={"help": "seed for weights and title order"})
+    item_repr: Literal["title", "sid"] | None = field(default=None, metadata={
+        "help": "sid: add the run's SID code tokens to the vocabulary and pre-train on title -> SID "
+                "(default: as the run's instruction data <run>/llm/data, else title)"})
+    threads: int | None = field(default=None, metadata={
+        "help": "torch CPU threads (default: torch's choice, all cores)"})
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -65,6 +77,10 @@ class TinyModelConfig:
             raise ConfigError(f"architecture must be llama or qwen2, got {self.architecture!r}")
         if self.pretrain_steps < 0 or self.num_layers < 1:
             raise ConfigError("pretrain_steps must be >= 0 and num_layers >= 1")
+        if self.item_repr not in (None, "title", "sid"):
+            raise ConfigError(f"item_repr must be title or sid, got {self.item_repr!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError("threads must be >= 1 (or unset)")
 
 
 def tokenizer_corpus(titles: list[str]) -> list[str]:
@@ -77,7 +93,9 @@ def tokenizer_corpus(titles: list[str]) -> list[str]:
     return texts
 
 
-def train_tokenizer(titles: list[str], vocab_size: int, *, chat_template: bool = True):
+def train_tokenizer(titles: list[str], vocab_size: int, *, chat_template: bool = True,
+                    sids: list[str] | None = None):
+    """Byte-level BPE on the titles and prompt words; with `sids`, plus one token per SID code."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -92,6 +110,10 @@ def train_tokenizer(titles: list[str], vocab_size: int, *, chat_template: bool =
                                         pad_token="<pad>", model_max_length=2048)
     if chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE
+    if sids is not None:
+        # The same added tokens `iirg train` would add (train.llm.modeling.add_sid_tokens), here
+        # before the model is built, so its embedding matrix has their rows from the start.
+        tokenizer.add_tokens(prompts.sid_tokens(sids))
     return tokenizer
 
 
@@ -116,10 +138,12 @@ def build_model(tokenizer, config: TinyModelConfig):
     return model
 
 
-def pretrain_on_titles(model, tokenizer, titles: list[str], config: TinyModelConfig) -> list[float]:
+def pretrain_on_titles(model, tokenizer, titles: list[str], config: TinyModelConfig,
+                       sids: list[str] | None = None) -> list[float]:
     """Next-token training on `<|assistant|>\\n"<title>"</s>` so the model can spell item names.
 
-    Returns the loss of every step. Only titles: no interactions, so no user behaviour leaks in.
+    With `sids`, the answer is `"<title>"\\n<sid></s>`: the title, then the item's codes.
+    Returns the loss of every step. Only item texts: no interactions, so no user behaviour leaks in.
     """
     import torch
     from tqdm.auto import tqdm
@@ -129,7 +153,10 @@ def pretrain_on_titles(model, tokenizer, titles: list[str], config: TinyModelCon
     # The answer position of a prompt: after the chat template's assistant turn, or the Alpaca header.
     head_text = "<|assistant|>\n" if tokenizer.chat_template else "### Response:\n"
     head = tokenizer(head_text, add_special_tokens=False)["input_ids"]
-    encoded = [[tokenizer.bos_token_id, *head, *ids] for ids in prompts.item_tokens(tokenizer, titles)]
+    texts = [prompts.format_item(t) for t in titles] if sids is None else \
+        [prompts.join_items([prompts.item_text("title", t), prompts.item_text("sid", t, sid)])
+         for t, sid in zip(titles, sids)]
+    encoded = [[tokenizer.bos_token_id, *head, *ids] for ids in prompts.text_tokens(tokenizer, texts)]
     rng = random.Random(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.pretrain_lr, weight_decay=0.0)
     warmup = max(1, config.pretrain_steps // 20)
@@ -144,7 +171,8 @@ def pretrain_on_titles(model, tokenizer, titles: list[str], config: TinyModelCon
     model.train()
     losses = []
     order: list[int] = []
-    for _ in tqdm(range(config.pretrain_steps), desc="pre-training on titles", unit="step"):
+    desc = "pre-training on titles" if sids is None else "pre-training on titles -> SIDs"
+    for _ in tqdm(range(config.pretrain_steps), desc=desc, unit="step"):
         if len(order) < config.pretrain_batch_size:
             order += rng.sample(range(len(encoded)), len(encoded))
         batch = [encoded[i] for i in order[:config.pretrain_batch_size]]
@@ -168,21 +196,30 @@ def pretrain_on_titles(model, tokenizer, titles: list[str], config: TinyModelCon
 
 
 def build_tiny_model(titles: list[str], out_dir: str | os.PathLike, config: TinyModelConfig,
-                     *, source: dict | None = None) -> dict:
+                     *, sids: list[str] | None = None, source: dict | None = None) -> dict:
     """Train the tokenizer, build (and optionally pre-train) the model, save both to out_dir.
 
+    sids: every item's SID string (same order as titles), required when config.item_repr is sid.
     Written to a temporary folder and renamed, so out_dir is either complete or absent.
     Returns the summary saved as `tiny_model.json`.
     """
     import torch
 
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if (config.item_repr == "sid") != (sids is not None):
+        raise ConfigError("a tiny model with item_repr sid needs the items' SIDs (and only then)")
     out_dir = Path(out_dir)
-    tokenizer = train_tokenizer(titles, config.vocab_size, chat_template=config.chat_template)
+    tokenizer = train_tokenizer(titles, config.vocab_size, chat_template=config.chat_template, sids=sids)
     model = build_model(tokenizer, config)
-    losses = pretrain_on_titles(model, tokenizer, titles, config)
-    item_lengths = [len(ids) for ids in prompts.item_tokens(tokenizer, titles)]
+    losses = pretrain_on_titles(model, tokenizer, titles, config, sids)
+    texts = [prompts.item_text("sid", t, sid) for t, sid in zip(titles, sids)] if sids is not None \
+        else [prompts.format_item(t) for t in titles]
+    item_lengths = [len(ids) for ids in prompts.text_tokens(tokenizer, texts)]
     summary = {
         "config": asdict(config),
+        "item_repr": config.item_repr or "title",
+        "sid_tokens": len(prompts.sid_tokens(sids)) if sids is not None else 0,
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "vocab_size": len(tokenizer),
         "items": len(titles),
