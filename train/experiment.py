@@ -224,8 +224,18 @@ def resolved_settings(parser, args, tables: tuple[str, ...] | None) -> dict:
 
 
 def sha256_file(path: Path) -> str | None:
+    """The file's sha256; for the export's manifest.json, of the build's part only (`iirg sid` adds its
+    `sids` entry to the manifest: the SIDs count through sids.parquet, and a stage that reads the
+    manifest before `iirg sid` ran must keep its identity after)."""
     if not path.exists():
         return None
+    if path.name == "manifest.json":
+        from evaluate.token_level import SID_STATS_FILE, SIDS_FILE
+
+        manifest = json.loads(path.read_text())
+        manifest.pop("sids", None)
+        manifest["files"] = sorted(set(manifest.get("files", [])) - {SIDS_FILE, SID_STATS_FILE})
+        return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
