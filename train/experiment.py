@@ -277,6 +277,13 @@ def check_tables(config_path: Path) -> None:
                               f"compare)")
 
 
+def _has_checkpoint(path: Path | None) -> bool:
+    """TIGER's last.pt, or a Trainer checkpoint-<step> folder in the adapter's checkpoints/."""
+    if path is None or not path.exists():
+        return False
+    return path.is_file() or any(path.glob("checkpoint-*"))
+
+
 def _selected(name: str, patterns: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ":") for p in patterns)
 
@@ -326,8 +333,7 @@ def run_experiment(cfg: ExperimentConfig, config_path: Path, run: RunPaths, comm
                 on_stage_end(stage.name, "skipped")
             continue
         resume = (stage.resume_flag and previous.get("started_identity") == ident
-                  and stage.resume_from is not None and stage.resume_from.exists()
-                  and not _selected(stage.name, force))
+                  and _has_checkpoint(stage.resume_from) and not _selected(stage.name, force))
         if resume:
             args = parser.parse_args([*argv, stage.resume_flag])
         elif stage.clean is not None and stage.clean.exists():
