@@ -172,6 +172,23 @@ def make_report(run: RunPaths, cfg: ReportConfig) -> dict:
     return report
 
 
+def one_hop_vs_rest(run: RunPaths, a: str, b: str, cfg: ReportConfig) -> dict:
+    """A - B on the users both models ranked, split into one_hop and the rest (every other segment):
+    `compare_gains` per metric at cfg.k, paired bootstrap CIs (the summary `iirg experiment` writes)."""
+    export = load_export(run.export)
+    cases = build_cases(export, cfg.split)
+    labels = segments_for(run, export, cfg.split, cases=cases)
+    state_a, state_b = (_model_state(run, m, cfg.split, cases) for m in (a, b))
+    both = state_a["mask"] & state_b["mask"]
+    group = np.where(labels["one_hop"].to_numpy(dtype=bool), "one_hop", "rest")[both]
+    ra, rb = hit_ranks(cases, state_a["lists"]), hit_ranks(cases, state_b["lists"])
+    out = {}
+    for metric, idx in (("recall", 0), ("ndcg", 1)):
+        out[f"{metric}@{cfg.k}"] = compare_gains(gains(ra, cfg.k)[idx][both], gains(rb, cfg.k)[idx][both],
+                                                 group, ("one_hop", "rest"), n_boot=cfg.n_boot, seed=cfg.seed)
+    return out
+
+
 def token_level_table(export, cases, labels: pd.DataFrame, states: dict, split: str,
                       k: int) -> pd.DataFrame | None:
     """Recall@k and hits per token-level coverage (`evaluate.token_level`), for all and for uncovered users.

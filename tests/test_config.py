@@ -23,6 +23,7 @@ COMMANDS_WITH_SETTINGS = {
     "ingest": ["ingest"], "build": ["ingest", "build"], "baseline": ["baseline", "sasrec", "tiger"],
     "analyze": ["analyze"], "report": ["report"], "sid": ["sid"], "ensemble": ["ensemble"],
     "data": ["data"], "tiny-model": ["tiny"], "train": ["train"], "evaluate": ["evaluate"],
+    "experiment": ["experiment"],
 }
 
 

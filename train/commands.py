@@ -72,6 +72,39 @@ def register(sub, common) -> None:
     p.set_defaults(handler=_ensemble)
 
     llm_commands.register(sub, common)
+    _register_experiment(sub, common)
+
+
+def _register_experiment(sub, common) -> None:
+    from train.experiment import ExperimentConfig
+
+    p = sub.add_parser("experiment", parents=[common["run"], common["store"]],
+                       help="the paper's table in one command: build .. baselines .. LLMs .. report",
+                       description=importlib.import_module("train.experiment").__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(p, ExperimentConfig, table="experiment")
+    p.add_argument("--only", type=lambda text: tuple(t for t in text.split(",") if t), default=(),
+                   metavar="STAGE,...", help="run only these stages (a name such as train:sid-nip, or a "
+                                             "prefix such as baseline); the others are left as they are")
+    p.add_argument("--force", type=lambda text: tuple(t for t in text.split(",") if t), default=(),
+                   metavar="STAGE,...", help="rerun these stages even when up to date")
+    # every subcommand's parser, filled by the time a handler runs (the experiment calls their handlers)
+    p.set_defaults(handler=_experiment, commands=sub.choices)
+
+
+def _experiment(args: argparse.Namespace, ctx) -> int:
+    from pathlib import Path
+
+    from train.experiment import ExperimentConfig, run_experiment, write_summary
+
+    if not args.config:
+        raise ConfigError("--config is required: the experiment's TOML file (e.g. configs/experiment_cpu_sid.toml)")
+    cfg = config_from_args(ExperimentConfig, args, table="experiment")
+    config_path = Path(args.config).resolve()
+    this_run = run_experiment(cfg, config_path, ctx.run, args.commands, ctx, only=args.only, force=args.force)
+    path = write_summary(cfg, config_path, ctx.run, this_run)
+    print(f"wrote {path}")
+    return 0
 
 
 def _export(ctx):

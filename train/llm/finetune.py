@@ -102,8 +102,13 @@ class TrainConfig:
     dataloader_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
     threads: int | None = field(default=None, metadata={
         "help": "torch CPU threads (default: torch's choice, all cores)"})
+    time_budget_min: float = field(default=0.0, metadata={
+        "help": "stop after this many minutes of training (0: no limit); the last step is saved and "
+                "evaluated, so model selection sees it (as TIGER's and SASRec's time_budget_min)"})
 
     def __post_init__(self):
+        if self.time_budget_min < 0:
+            raise ConfigError("time_budget_min must be >= 0")
         if self.tasks is not None:
             self.tasks = tuple(self.tasks)
             unknown = [t for t in self.tasks if t not in prompts.TASKS]
@@ -314,11 +319,16 @@ class ValidEvaluation:
 
 
 class StepCounter:
-    """Counts the optimizer steps this process ran (resume test: steps after a resume < total)."""
+    """Counts the optimizer steps this process ran (resume test: steps after a resume < total), and
+    stops training once `time_budget_min` minutes have passed (0: never)."""
 
-    def __init__(self):
+    def __init__(self, time_budget_min: float = 0.0, evaluate: bool = False):
         self.first_step = None
         self.steps = 0
+        self.time_budget_s = time_budget_min * 60
+        self.evaluate = evaluate
+        self.started = time.perf_counter()
+        self.out_of_time = False
 
     def callback(self):
         from transformers import TrainerCallback
@@ -330,6 +340,12 @@ class StepCounter:
                 counter.steps += 1
                 if counter.first_step is None:
                     counter.first_step = state.global_step
+                if counter.time_budget_s and time.perf_counter() - counter.started > counter.time_budget_s:
+                    # the Trainer saves (and evaluates) after this callback: the last step is selectable
+                    counter.out_of_time = True
+                    control.should_training_stop = True
+                    control.should_save = True
+                    control.should_evaluate = counter.evaluate
 
         return _Callback()
 
@@ -462,7 +478,7 @@ def finetune(config: TrainConfig) -> TrainResult:
         remove_unused_columns=False, report_to="none", dataloader_num_workers=config.dataloader_workers,
         include_num_input_tokens_seen="non_padding", ddp_find_unused_parameters=False,
         use_cpu=not torch.cuda.is_available())
-    counter = StepCounter()
+    counter = StepCounter(config.time_budget_min, evaluate)
     trainer_class = make_trainer_class()
     trainer = trainer_class(
         model=model, args=args, train_dataset=ListDataset(encoded),
@@ -481,6 +497,7 @@ def finetune(config: TrainConfig) -> TrainResult:
         "global_step": state.global_step,
         "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
         "steps_this_run": counter.steps,
+        "stopped_by_time_budget": counter.out_of_time,
         "train_loss": output.training_loss,
         "train_runtime_s": output.metrics.get("train_runtime"),
         "valid_eval_s": round(trainer.eval_seconds, 2),
