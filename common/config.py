@@ -273,6 +273,17 @@ def config_values(cls, args: argparse.Namespace, *, table: str) -> dict:
     return values
 
 
+def defaults_of(cls) -> dict:
+    """field -> default value, for every field that has one (required fields are left out)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = f.default_factory()  # type: ignore[misc]
+    return out
+
+
 def build_config(cls, values: dict, *, table: str):
     """`cls(**values)`: missing required fields and bad values become a ConfigError."""
     names = {f.name for f in dataclasses.fields(cls)}

@@ -16,7 +16,7 @@ from typing import Literal
 import pytest
 
 import cli
-from common.config import add_config_flags, build_config, config_from_args, read_table
+from common.config import add_config_flags, build_config, config_from_args, defaults_of, read_table
 from common.errors import ConfigError
 
 COMMANDS_WITH_SETTINGS = {
@@ -198,15 +198,6 @@ def test_every_command_with_settings_takes_a_config_file():
         assert "--config" in commands[name]._option_string_actions, name
 
 
-def _defaults_document(cls) -> dict:
-    out = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            out[f.name] = f.default_factory()  # type: ignore[misc]
-    return out
-
 
 def test_every_settings_dataclass_documents_its_fields_and_round_trips_through_toml(tmp_path):
     seen = {}
@@ -218,7 +209,7 @@ def test_every_settings_dataclass_documents_its_fields_and_round_trips_through_t
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help"
             hint = typing.get_type_hints(cls)[f.name]
             assert hint is not typing.Any, f"{cls.__name__}.{f.name}"
-        values = _defaults_document(cls)
+        values = defaults_of(cls)
         path = write_toml(tmp_path / f"{table}.toml", {table: values})
         read = read_table(path, table, cls)
         assert read == {k: v for k, v in values.items() if v is not None}, table

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Literal
 
-from common.config import config_values, read_table
+from common.config import config_values, defaults_of, read_table
 from common.errors import ConfigError, IirgError
 from common.files import write_json, write_text
 from graph.rundir import RunPaths, git_commit
@@ -201,15 +201,6 @@ def report_copy(run: RunPaths, split: str, a: str, b: str) -> Path:
 # --------------------------------------------------------------------------------------------
 # Identities
 # --------------------------------------------------------------------------------------------
-def _defaults(cls) -> dict:
-    out = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            out[f.name] = f.default_factory()  # type: ignore[misc]
-    return out
-
 
 def resolved_settings(parser, args, tables: tuple[str, ...] | None) -> dict:
     """table -> the dataclass defaults <- the TOML table <- the flags given, minus NOT_RESULTS."""
@@ -218,7 +209,7 @@ def resolved_settings(parser, args, tables: tuple[str, ...] | None) -> dict:
     for table, cls in classes.items():
         if tables is not None and table not in tables:
             continue
-        values = {**_defaults(cls), **config_values(cls, args, table=table)}
+        values = {**defaults_of(cls), **config_values(cls, args, table=table)}
         out[table] = {k: v for k, v in sorted(values.items()) if k not in NOT_RESULTS}
     return out
 
