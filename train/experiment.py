@@ -401,7 +401,7 @@ def write_summary(cfg: ExperimentConfig, config_path: Path, run: RunPaths, this_
         report = reports[-1][2]
         models, metrics = report["models"], report["metrics"]
         lines += [f"## Recall@{k} / NDCG@{k} per memorization segment", "",
-                  f"Users per segment: " + ", ".join(f"{s} {n}" for s, n in report["segment_counts"].items()), ""]
+                  "Users per segment: " + ", ".join(f"{s} {n}" for s, n in report["segment_counts"].items()), ""]
         rows = []
         for m in models:
             res = metrics[m]
