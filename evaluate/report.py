@@ -253,6 +253,14 @@ def _plots(folder: Path, split: str, tables: dict[str, pd.DataFrame], cfg: Repor
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def save(fig, name: str) -> str:
+        """Write the figure under its final name atomically (a reader never sees half a PNG)."""
+        fig.tight_layout()
+        with atomic_file(folder / name) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+        plt.close(fig)
+        return name
+
     k, written = cfg.k, []
     seg = tables["segments"]
     models = list(dict.fromkeys(seg["model"]))
@@ -269,11 +277,7 @@ def _plots(folder: Path, split: str, tables: dict[str, pd.DataFrame], cfg: Repor
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} per memorization segment ({split})")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    name = f"segments_{split}.png"
-    fig.savefig(folder / name, dpi=110)
-    plt.close(fig)
-    written.append(name)
+    written.append(save(fig, f"segments_{split}.png"))
 
     summ = tables["summary"]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -284,11 +288,7 @@ def _plots(folder: Path, split: str, tables: dict[str, pd.DataFrame], cfg: Repor
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title(f"How much each model memorizes ({split})")
-    fig.tight_layout()
-    name = f"memorization_{split}.png"
-    fig.savefig(folder / name, dpi=110)
-    plt.close(fig)
-    written.append(name)
+    written.append(save(fig, f"memorization_{split}.png"))
 
     dec = tables["decomposition"]
     if len(dec):
@@ -303,9 +303,5 @@ def _plots(folder: Path, split: str, tables: dict[str, pd.DataFrame], cfg: Repor
                 ax.axhline(0, color="black", linewidth=0.6)
                 ax.set_xticks(x, order, fontsize=8)
                 ax.set_title(f"{metric}: {a} - {b}, contribution per segment (95% CI)", fontsize=9)
-            fig.tight_layout()
-            name = f"decomposition_{a}_vs_{b}_{split}.png"
-            fig.savefig(folder / name, dpi=110)
-            plt.close(fig)
-            written.append(name)
+            written.append(save(fig, f"decomposition_{a}_vs_{b}_{split}.png"))
     return written

@@ -34,12 +34,9 @@ from graph.relations.spec import BuildContext, Column, ItemView, Legend, Relatio
 MAX_ITEMS = 2000   # tokens held by more items than this are ignored (see the module docstring)
 WEIGHT_UNIT = 1_000_000   # IDF weights are integers in millionths
 
-# Ordered pairs of distinct items sharing a category, counted per document frequency of the category.
-SHARED_CATEGORY_PAIRS_QUERY = """
-MATCH (i:Item)
-UNWIND i.categories AS category
-WITH DISTINCT category, i.id AS item_id
-WITH category, collect(item_id) AS item_ids
+# Both pair queries end alike: from one tag's item list (df = how many items hold the tag), every
+# ordered pair of distinct items, with how many such tags they share.
+_PAIRS_OF_TAG_GROUPS = """
 WITH item_ids, size(item_ids) AS df
 WHERE df > 1 AND df < $n_items AND df <= $max_items
 UNWIND item_ids AS item_id
@@ -49,19 +46,20 @@ WHERE item_id <> neighbor_id
 RETURN item_id, neighbor_id, df, count(*) AS n
 """
 
+# Ordered pairs of distinct items sharing a category, counted per document frequency of the category.
+SHARED_CATEGORY_PAIRS_QUERY = """
+MATCH (i:Item)
+UNWIND i.categories AS category
+WITH DISTINCT category, i.id AS item_id
+WITH category, collect(item_id) AS item_ids
+""" + _PAIRS_OF_TAG_GROUPS.lstrip("\n")
+
 # The same for the brand (one token per item; an empty brand is none).
 SHARED_BRAND_PAIRS_QUERY = """
 MATCH (i:Item)
 WHERE i.brand IS NOT NULL AND i.brand <> ''
 WITH i.brand AS brand, collect(i.id) AS item_ids
-WITH item_ids, size(item_ids) AS df
-WHERE df > 1 AND df < $n_items AND df <= $max_items
-UNWIND item_ids AS item_id
-UNWIND item_ids AS neighbor_id
-WITH item_id, neighbor_id, df
-WHERE item_id <> neighbor_id
-RETURN item_id, neighbor_id, df, count(*) AS n
-"""
+""" + _PAIRS_OF_TAG_GROUPS.lstrip("\n")
 
 CREATE_SHARES_META_QUERY = """
 UNWIND $rows AS row
