@@ -82,6 +82,23 @@ def test_nip_last_mode_and_history_window(export):
     assert got["u2"] == (prompts.format_items([TITLES["2"]]), "3")
 
 
+def test_nip_continuation_trains_the_same_transitions_in_fewer_samples(export):
+    prefixes, _ = build_samples(export, DataConfig(tasks=("nip",)))
+    per_task, _ = build_samples(export, DataConfig(tasks=("nip",), nip_mode="continuation", nip_span=2,
+                                                   max_history=2))
+    nip = per_task["nip"]
+    # u4's training part is 5 6 7 8: spans [6 7] after (5) and [8] after (6 7); u1: [2 3]; u2: [3]
+    assert len(nip) == 4
+    targets = {(s["user_id"], i) for s in nip for i in s["target_item_ids"]}
+    assert targets == {(s["user_id"], s["target_item_id"]) for s in prefixes["nip"]}
+    last = next(s for s in nip if s["user_id"] == "u4" and s["target_item_id"] == "8")
+    assert last["input"] == prompts.format_items([TITLES["6"], TITLES["7"]])
+    first = next(s for s in nip if s["user_id"] == "u4" and s["target_item_id"] == "6")
+    assert first["output"] == prompts.format_items([TITLES["6"], TITLES["7"]])
+    with pytest.raises(ConfigError):
+        DataConfig(nip_mode="continuation", nip_span=0)
+
+
 def test_neighbour_tasks_follow_rank_order_and_k(export):
     per_task, _ = build_samples(export, DataConfig(tasks=("collab", "semantic"), collab_k=2))
     collab = {s["anchor_item_id"]: s["neighbor_item_ids"] for s in per_task["collab"]}

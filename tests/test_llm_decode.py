@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from train.llm.decode import DecodeError, ItemTrie, TrieLogitsProcessor, callback_constraint
+from train.llm.decode import DecodeError, ItemEndIsFree, ItemTrie, TrieLogitsProcessor, callback_constraint
 
 EOS = 2
 ITEMS = ["a", "b", "c", "d"]
@@ -83,3 +83,16 @@ def test_processor_keeps_scores_of_allowed_tokens(trie):
     out = processor(torch.tensor([PROMPT + [5]]), scores.clone())
     assert torch.equal(out[0, [6, 8]], scores[0, [6, 8]])
     assert all(math.isinf(out[0, t]) for t in range(12) if t not in (6, 8))
+
+
+def test_the_end_of_a_finished_item_costs_nothing(trie):
+    """After the trie mask, a row allowed only EOS (item c is complete) scores it 0; a row where EOS
+    competes with a longer item (a is a prefix of b) keeps the model's scores."""
+    import torch
+
+    rows = torch.tensor([PROMPT + [5, 8], PROMPT + [5, 6]])
+    logp = torch.log_softmax(torch.randn(2, 12), dim=-1)
+    scores = TrieLogitsProcessor(trie, len(PROMPT), 1)(rows, logp.clone())
+    done = ItemEndIsFree(EOS)(rows, scores.clone())
+    assert done[0, EOS] == 0 and torch.isinf(done[0]).sum() == 11
+    assert torch.equal(done[1], scores[1]) and done[1, EOS] == logp[1, EOS]

@@ -12,6 +12,16 @@ Tasks (every sample carries `task` and its loss `weight`):
   every prefix of the training sequence gives one sample (a sliding window), as in P5 / the IIRG
   data, so every observed transition i -> j is a training target. `"last"` keeps one sample per user
   (training history -> last training item), the cheaper variant used by some LC-Rec style setups.
+  `"continuation"` trains the same transitions as `prefixes` at a fraction of the tokens: the
+  sequence is cut into spans of `nip_span` items; each sample shows the `max_history` items before
+  a span and answers with the span itself, one item per line. A causal LM's loss on the answer is
+  then the next-item loss at every position of the span (its first item is exactly a `prefixes`
+  target; the later ones see the earlier span items as more history), so one forward pass of
+  ~(max_history + span) items trains `span` targets instead of one. The prompt at evaluation is
+  unchanged (history -> the first item), and the decoder ranks an item by its own tokens' probability
+  (train.llm.decode: the end token after a finished item costs nothing), so an answer that would go
+  on to a second item is not penalised. Not the paper's data layout: a CPU-budget device, reported
+  as such.
 - collab: anchor item -> its top-k collaborative neighbours (COLLAB edges) in rank order.
 - semantic: anchor item -> its top-k semantic neighbours (SIMILAR edges) in rank order.
 - every other relation with a task (graph/relations), e.g. meta: anchor item -> its SHARES_META
@@ -74,9 +84,12 @@ class DataConfig:
                 "ID tokens from `iirg sid`, LC-Rec style; enables the title2sid and sid2title tasks)"})
     max_history: int = field(default=20, metadata={
         "help": "most recent history items shown in a next-item prompt"})
-    nip_mode: Literal["prefixes", "last"] = field(default="prefixes", metadata={
+    nip_mode: Literal["prefixes", "last", "continuation"] = field(default="prefixes", metadata={
         "help": "prefixes: one sample per position of each training sequence (P5/IIRG style); "
-                "last: one sample per user"})
+                "last: one sample per user; continuation: history -> the next nip_span items (the "
+                "same transitions as prefixes, ~nip_span x fewer tokens)"})
+    nip_span: int = field(default=10, metadata={
+        "help": "items per answer with nip_mode=continuation (each one a next-item target)"})
     collab_k: int | None = field(default=None, metadata={
         "help": "neighbours per collab sample (default: all exported, i.e. the build's k)"})
     semantic_k: int | None = field(default=None, metadata={
@@ -103,8 +116,10 @@ class DataConfig:
         self.weights = weights
         if self.max_history < 1:
             raise ConfigError("max_history must be >= 1")
-        if self.nip_mode not in ("prefixes", "last"):
-            raise ConfigError(f"nip_mode must be prefixes or last, got {self.nip_mode!r}")
+        if self.nip_mode not in ("prefixes", "last", "continuation"):
+            raise ConfigError(f"nip_mode must be prefixes, last or continuation, got {self.nip_mode!r}")
+        if self.nip_span < 1:
+            raise ConfigError("nip_span must be >= 1")
         if self.item_repr not in prompts.ITEM_REPRS:
             raise ConfigError(f"item_repr must be one of {prompts.ITEM_REPRS}, got {self.item_repr!r}")
         alignment = [t for t in self.tasks if t in prompts.ALIGNMENT_TASKS]
@@ -142,19 +157,29 @@ def training_sequences(interactions: pd.DataFrame) -> dict[str, list[str]]:
 
 def nip_samples(sequences: dict[str, list[str]], texts: dict[str, str], users: list[str],
                 config: DataConfig, weight: float) -> list[dict]:
-    """Next-item samples; `texts` is item_id -> the item as written (`item_texts`)."""
+    """Next-item samples; `texts` is item_id -> the item as written (`item_texts`).
+
+    Every sample answers with the items seq[t:t + span] after the history seq[t - max_history:t]:
+    span 1 at every t >= 1 (prefixes), at the last t only (last), or spans of nip_span items tiling
+    positions 1.. (continuation). `target_item_id` is the first answer item, `target_item_ids` all.
+    """
     instruction = prompts.INSTRUCTIONS["nip"]
+    span = config.nip_span if config.nip_mode == "continuation" else 1
     out = []
     for user_id in users:
         seq = sequences.get(user_id, [])
-        targets = range(1, len(seq)) if config.nip_mode == "prefixes" else range(len(seq) - 1, len(seq))
-        for t in targets:
+        if config.nip_mode == "last":
+            starts = range(len(seq) - 1, len(seq))
+        else:
+            starts = range(1, len(seq), span)
+        for t in starts:
             if t < 1:
                 continue
-            history = seq[max(0, t - config.max_history):t]
+            history, answer = seq[max(0, t - config.max_history):t], seq[t:t + span]
             out.append({"instruction": instruction, "input": prompts.join_items(texts[i] for i in history),
-                        "output": texts[seq[t]], "task": "nip", "weight": weight,
-                        "user_id": user_id, "target_item_id": seq[t]})
+                        "output": prompts.join_items(texts[i] for i in answer), "task": "nip",
+                        "weight": weight, "user_id": user_id, "target_item_id": answer[0],
+                        **({"target_item_ids": answer} if config.nip_mode == "continuation" else {})})
     return out
 
 

@@ -18,7 +18,10 @@ subtracts its items along their paths, and a child with nothing left is not allo
 are spent on new items only and the top-K list is complete; nothing is dropped afterwards.
 
 Items are ranked by their summed log-probability (length_penalty=0), i.e. by the probability the
-model gives to the whole item; with that, transformers' early stop is exact.
+model gives to the whole item; with that, transformers' early stop is exact. The end token that
+closes a finished item is forced and costs nothing (`ItemEndIsFree`): it is not part of the item,
+and a model trained to go on after an item (`nip_mode="continuation"` answers with several) would
+otherwise pay, per item, its belief that the answer stops there.
 """
 
 from __future__ import annotations
@@ -228,6 +231,22 @@ class TrieLogitsProcessor:
         return scores
 
 
+class ItemEndIsFree:
+    """A logits processor run after the trie constraint: a row whose only allowed token is EOS (its
+    item is complete) gets log-probability 0 for it, so a beam's score is its item's own tokens."""
+
+    def __init__(self, eos: int):
+        self.eos = eos
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        finite = torch.isfinite(scores)
+        done = finite[:, self.eos] & (finite.sum(dim=1) == 1)
+        scores[done, self.eos] = 0.0
+        return scores
+
+
 class StepCounter:
     """A no-op logits processor counting generation steps (one call per step)."""
 
@@ -345,6 +364,8 @@ def recommend(model, tokenizer, trie: ItemTrie, item_texts: dict[str, str], case
                     TrieLogitsProcessor(trie, width, config.num_beams, excluded, device=device))
             elif config.constraint == "callback":
                 kwargs["prefix_allowed_tokens_fn"] = callback_constraint(trie, width, excluded, eos)
+            if config.constraint != "none":  # transformers runs it after the prefix constraint, too
+                kwargs["logits_processor"].append(ItemEndIsFree(eos))
             ids, mask = ids.to(device), mask.to(device)
             with torch.no_grad():
                 if config.shared_prefill:
