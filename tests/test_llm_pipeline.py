@@ -195,6 +195,20 @@ def test_resume_continues_from_the_saved_step(resumed):
     assert (second.out / "checkpoints" / "checkpoint-4").is_dir()
 
 
+def test_time_budget_stops_saves_and_evaluates_the_last_step_then_resumes(tiny, data_dir, tmp_path):
+    """A budget that is over after the first step: training stops there, the step is checkpointed and
+    evaluated (so model selection can pick it), and --resume continues the cut run to its end."""
+    base = dict(model=str(tiny), data=str(data_dir), out=str(tmp_path / "cut"), tasks=("nip",), batch_size=4,
+                save_steps=50, eval_users=5, eval_batch_size=5, logging_steps=1, lr=5e-3, seed=7)
+    cut = finetune(TrainConfig(max_steps=50, time_budget_min=1e-6, **base))
+    assert cut.metrics["stopped_by_time_budget"] and cut.metrics["global_step"] == 1
+    assert [v["step"] for v in cut.metrics["valid"]] == [1] and cut.metrics["best_step"] == 1
+    assert (tmp_path / "cut" / "checkpoints" / "checkpoint-1").is_dir()
+    resumed = finetune(TrainConfig(max_steps=3, resume=True, **base))
+    assert resumed.metrics["resumed_from_step"] == 1 and resumed.first_step_this_run == 2
+    assert resumed.metrics["global_step"] == 3 and not resumed.metrics["stopped_by_time_budget"]
+
+
 def test_lora_adapter_reloads_to_identical_outputs(resumed, tiny, tokenizer, data_dir):
     _, trained = resumed
     data = load_instruction_data(data_dir, ("nip",))
