@@ -163,14 +163,17 @@ class Neo4jStore:
 
     @classmethod
     def connect(cls, config: StoreConfig, read_only: bool = False, *, connection_timeout: float = 10.0,
-                max_transaction_retry_time: float = 15.0) -> "Neo4jStore":
+                max_transaction_retry_time: float = 15.0, batch_rows: int = BATCH_ROWS) -> "Neo4jStore":
         """Create a driver for `config`, check that the server answers and accepts the credentials.
 
         The store owns the driver and closes it on close(). `max_transaction_retry_time` bounds how long
-        a managed transaction keeps retrying when the server goes away mid-session.
+        a managed transaction keeps retrying when the server goes away mid-session. `batch_rows`: rows
+        per inner transaction of run_in_batches.
         """
         if config.backend != "neo4j":
             raise ValueError(f"Neo4jStore needs a neo4j StoreConfig, got backend {config.backend!r}")
+        if batch_rows < 1:
+            raise ValueError("batch_rows must be >= 1")
         shown = redact_uri(config.uri)          # never put a password from the URI in a message
         scheme = config.uri.split("://", 1)[0].lower() if "://" in config.uri else ""
         if scheme not in _BOLT_SCHEMES:
@@ -187,7 +190,8 @@ class Neo4jStore:
         except (neo4j_errors.ConfigurationError, ValueError) as e:
             raise StoreUnavailable(f"invalid Neo4j URI {shown!r}: {redact_uri(e)} "
                                    f"(expected bolt://host:7687 or neo4j://host:7687)") from e
-        store = cls(driver, database=config.database, read_only=read_only, owns_driver=True, uri=config.uri)
+        store = cls(driver, database=config.database, read_only=read_only, owns_driver=True, uri=config.uri,
+                    batch_rows=batch_rows)
         try:
             driver.verify_connectivity()
             if config.database:
