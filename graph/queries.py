@@ -3,9 +3,10 @@
 Each relation's own statements (aggregation, create, read) live in its module,
 graph/relations/<name>.py; its LadybugDB table joins the schema below from there.
 
-Naming: `*_QUERY` text is sent unchanged to both backends (LadybugDB and Neo4j agree on it);
-`*_QUERY_NEO4J` is what Neo4j runs where the embedded store bulk-loads with COPY instead
-(`GraphSession.bulk_create`); the schema DDL is a `graph.dialect.PerDialect`. Values are always
+Naming: `*_QUERY` text is sent unchanged to both backends (LadybugDB and Neo4j agree on it), or is
+a `graph.dialect.PerDialect` where they differ (the schema DDL, and the build's statements that Neo4j
+scopes to its build stamp); `*_QUERY_NEO4J` is what Neo4j runs where the embedded store bulk-loads
+with COPY instead (`GraphSession.bulk_create`). Values are always
 `$parameters`; writes go through `UNWIND $rows AS row`. Every Neo4j statement here is checked by
 Neo4j's own linter in tests/test_cypher_lint.py.
 
@@ -80,7 +81,7 @@ SCHEMA_QUERIES = PerDialect(ladybug=tuple(SCHEMA_QUERIES_LADYBUG), neo4j=tuple(S
 #    these statements batch by batch, stamped with the build) -------------------------------------
 # MERGE on (id, build), the composite uniqueness constraint: a batch the driver retries after a lost
 # commit acknowledgement finds its nodes instead of failing the build. The embedding goes in as a
-# float32 vector property (half the size of a float list; what the vector index reads).
+# float32 vector property (db.create.setNodeVectorProperty: half the size of a list of floats).
 CREATE_ITEMS_QUERY_NEO4J = """
 UNWIND $rows AS row
 MERGE (i:Item {id: row.id, build: $build})
