@@ -5,11 +5,11 @@
 Stages (each timed in the report):
   embed       item-text embeddings (cached by text hash), stored on the Item nodes at load
   load        users, items and ordered INTERACTED edges (embedded: COPY into a fresh database;
-              Neo4j: MERGE on unique ids, interactions rewritten), through `GraphStore.rebuild`
+              Neo4j: a new copy stamped with the build id, in batches), through `GraphStore.rebuild`
   popularity  training interactions per item (Cypher) -> Item.popularity
 then each relation's own stages, in registry order within `build_after` (graph/relations):
   next        NEXT: one-hop transitions between consecutive training positions (Cypher)
-  semantic    SIMILAR: exact top-k cosine over the embeddings
+  semantic    SIMILAR: exact top-k cosine over the embeddings (Neo4j: its vector index)
   cooccur     COLLAB: co-occurrence within the window (Cypher aggregation) -> top-k, ranked by count,
               then the neighbour's training popularity, then source order (IIRG reference)
   backfill    COLLAB: items with fewer than k collaborative neighbours get the co-occurrence
@@ -27,7 +27,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from graph import queries as Q
 from graph.config import GraphConfig
 from graph.errors import GraphError
-from graph.relations import RELATIONS, BuildContext, build_order, enabled_relations
+from graph.relations import BuildContext, build_order, enabled_relations
 from graph.semantic import EmbeddingStats, embed_items, item_texts
 from graph.store import GraphSession, GraphStore
 from ingest.schema import Dataset
@@ -103,21 +103,19 @@ def _item_rows(dataset: Dataset, embeddings: np.ndarray | None) -> pd.DataFrame:
 
 
 def load_dataset(session: GraphSession, dataset: Dataset, embeddings: np.ndarray | None = None) -> None:
-    """Load users, items (with their text embeddings) and interactions, replacing what the graph held.
+    """Load users, items (with their text embeddings) and interactions into a new graph.
 
-    `session` is what `GraphStore.rebuild()` yields: a fresh embedded database (the deletes find
-    nothing) or a Neo4j transaction (users and items the dataset no longer has go, interactions are
-    written anew). Embeddings travel with the item rows: setting 384 floats per item afterwards, row
-    by row through Cypher, costs more than the whole rest of the build.
+    `session` is what `GraphStore.rebuild()` yields: a fresh embedded database, or a Neo4j build that
+    writes a new copy under its stamp (the previous copy goes when the build finishes). Embeddings
+    travel with the item rows: setting 384 floats per item afterwards, row by row through Cypher,
+    costs more than the whole rest of the build.
     """
     items = _item_rows(dataset, embeddings)
     users = pd.DataFrame({"id": dataset.interactions["user_id"].drop_duplicates().to_numpy()})
     inter = dataset.interactions
-    session.run(Q.DELETE_STALE_USERS_QUERY, {"ids": users["id"].tolist()})
-    session.run(Q.DELETE_STALE_ITEMS_QUERY, {"ids": items["id"].tolist()})
-    session.run(Q.DELETE_INTERACTIONS_QUERY)
-    session.bulk_create("Item", items, Q.MERGE_ITEMS_QUERY_NEO4J, batch_size=1000)
-    session.bulk_create("User", users, Q.MERGE_USERS_QUERY_NEO4J)
+    # 1000 items per Neo4j transaction: with their embeddings, ~3 MB of parameters each.
+    session.bulk_create("Item", items, Q.CREATE_ITEMS_QUERY_NEO4J, batch_size=1000)
+    session.bulk_create("User", users, Q.CREATE_USERS_QUERY_NEO4J)
     # Arrow keeps the nullable timestamps as integers (pandas would make them floats).
     session.bulk_create("INTERACTED", pa.table({
         "user_id": inter["user_id"].to_numpy(), "item_id": inter["item_id"].to_numpy(),
@@ -130,9 +128,6 @@ def build_relations(session: GraphSession, dataset: Dataset, config: GraphConfig
                     bar: tqdm, embeddings: np.ndarray | None = None, progress: bool = True) -> Relations:
     """Popularity, then every enabled relation (graph/relations), each written as it is built."""
     specs = enabled_relations(config)
-    for spec in RELATIONS.values():  # a rebuild on Neo4j replaces the old relations, built or not
-        session.run(spec.delete_query)
-
     with report.stage("popularity", bar):
         pop = session.run_columns(Q.POPULARITY_QUERY, {"splits": config.splits})[["item_id", "popularity"]]
         popularity = pd.Series(pop["popularity"].to_numpy(dtype=np.int64), index=pop["item_id"].to_numpy())
@@ -150,9 +145,14 @@ def build_relations(session: GraphSession, dataset: Dataset, config: GraphConfig
     return Relations(popularity=popularity, edges={spec.name: ctx.built[spec.name] for spec in specs})
 
 
-def build_graph(dataset: Dataset, store: GraphStore, config: GraphConfig,
-                progress: bool = True) -> tuple[Relations, BuildReport]:
-    """Load the dataset and build every relation; see the module docstring for the stages."""
+def build_graph(dataset: Dataset, store: GraphStore, config: GraphConfig, progress: bool = True,
+                on_built: Callable[[Relations, BuildReport], None] | None = None) -> tuple[Relations, BuildReport]:
+    """Load the dataset and build every relation; see the module docstring for the stages.
+
+    `on_built` runs inside the store's rebuild, once every relation is written: if it raises, the
+    rebuild fails as a whole (on Neo4j the new copy is deleted and the previous one stays current).
+    build_run commits the run folder there.
+    """
     report = BuildReport()
     stages = 2 + (1 if config.semantic else 0) + sum(len(spec.stages(config)) for spec in enabled_relations(config))
     embeddings = None
@@ -167,8 +167,10 @@ def build_graph(dataset: Dataset, store: GraphStore, config: GraphConfig,
             with report.stage("load", bar):
                 load_dataset(session, dataset, embeddings)
             relations = build_relations(session, dataset, config, report, bar, embeddings, progress)
-    report.counts.update({"users": int(dataset.interactions["user_id"].nunique()),
-                          "items": len(dataset.items), "interactions": len(dataset.interactions)})
+            report.counts.update({"users": int(dataset.interactions["user_id"].nunique()),
+                                  "items": len(dataset.items), "interactions": len(dataset.interactions)})
+            if on_built is not None:
+                on_built(relations, report)
     return relations, report
 
 
@@ -212,8 +214,11 @@ def build_run(run: "RunPaths", dataset: Dataset, store_config: "StoreConfig", co
     that fails or is killed leaves the run exactly as it was. The dataset is staged only when it
     is new (`ingest_config` given) or differs from the run's (by checksum); `ingest_config` is
     recorded as config.json's "ingest".
-    On Neo4j the graph loads in one transaction that commits just before the run's own commit (a
-    crash between the two is the one window where the server is newer than the run folder).
+    On Neo4j the graph is written in batches as a new copy under a build stamp (Neo4jStore.rebuild);
+    the run commits while both copies exist, then the new copy is made current and the previous one
+    deleted. A failure before the run's commit deletes the new copy; a crash between the run's commit
+    and the marking (one statement) is the one window where the run folder is newer than the
+    server's current copy: the next build deletes the unmarked copy, so rebuild to realign.
 
     Raises:
         GraphError: no training transitions, a store that cannot be opened or built, RunBusy.
@@ -238,24 +243,31 @@ def build_run(run: "RunPaths", dataset: Dataset, store_config: "StoreConfig", co
     with run.lock(wait=wait, on_wait=on_wait), run.staging() as stage:
         if ingest_config is not None or _run_checksum(run) != dataset.checksum():
             dataset.save(stage.path(run.dataset))
+        committed: dict = {}
+
+        def commit_run(relations: Relations, report: BuildReport) -> None:
+            committed["manifest"] = write_export(
+                stage.path(run.export), dataset, popularity=relations.popularity, relations=relations.edges,
+                params=export_params(config), backend=store_config.describe())
+            stage.path(run.build_report).write_text(json.dumps(
+                {"ingest_seconds": round(ingest_seconds, 3), **report.to_dict()}, indent=2))
+            updates = {"graph": {**config.to_dict(), "store": store_config.describe()}}
+            if ingest_config is not None:
+                updates["ingest"] = ingest_config
+            stage.commit(config=updates)
+
         if store_dir is not None:
             new_store = stage.path(store_dir)
             new_store.mkdir()
+            # The database is closed before its folder is swapped in.
             with open_store(StoreConfig(backend="embedded", path=new_store / db_name)) as store:
                 relations, report = build_graph(dataset, store, config, progress)
+            commit_run(relations, report)
         else:
+            # Inside the rebuild: a run that fails to commit takes the new Neo4j copy with it.
             with open_store(store_config) as store:
-                relations, report = build_graph(dataset, store, config, progress)
-        manifest = write_export(stage.path(run.export), dataset, popularity=relations.popularity,
-                                relations=relations.edges, params=export_params(config),
-                                backend=store_config.describe())
-        stage.path(run.build_report).write_text(json.dumps(
-            {"ingest_seconds": round(ingest_seconds, 3), **report.to_dict()}, indent=2))
-        updates = {"graph": {**config.to_dict(), "store": store_config.describe()}}
-        if ingest_config is not None:
-            updates["ingest"] = ingest_config
-        stage.commit(config=updates)
-    return manifest, report
+                relations, report = build_graph(dataset, store, config, progress, on_built=commit_run)
+    return committed["manifest"], report
 
 
 def _run_checksum(run: "RunPaths") -> str | None:

@@ -15,8 +15,18 @@ Transactions: `run` and `run_df` use managed transactions (`execute_read` / `exe
 the driver on transient errors). A read-only store opens every session in READ access mode, so the
 server itself refuses writes (reported as `ReadOnlyViolation`). `write_batch` sends
 `UNWIND $rows AS row ...` in batches, one transaction per batch; `write_many` and `transaction()` run
-several statements in one transaction, so a multi-statement rebuild is all-or-nothing.
-Statements that need auto-commit (`CALL { ... } IN TRANSACTIONS`) are not supported here.
+several statements in one transaction. `run_in_batches` runs a statement holding
+`CALL { ... } IN TRANSACTIONS OF $batch_rows ROWS` in the auto-commit transaction it needs
+(`session.run`; the driver does not retry those).
+
+Builds (`rebuild()`): a 20M-interaction graph does not fit in one transaction, so a build commits batch
+by batch and stamps everything it writes with its build id (`build` on every node and relationship,
+see graph/queries.py). Rows that come from the client (users, items, interactions, the relations
+computed in Python) are batched by the driver, one managed transaction per `$rows` batch: the rows
+have to cross the wire anyway, and one `$rows` parameter holding 20M rows would not. Rows the server
+finds itself (stamp cleanup, SIMILAR from the vector index) commit in `CALL { } IN TRANSACTIONS`.
+A build that fails deletes its stamp; one that finishes marks itself current and deletes every other
+copy; a build that starts first deletes what a killed build left (everything but the current copy).
 
 Values: nodes, relationships and paths come back as plain dicts shaped like LadybugDB's, so results
 look the same on both backends: node `{"_ID", "_LABEL", "_LABELS", **properties}`, relationship
@@ -31,8 +41,10 @@ server's code and message; the driver's exception is always chained.
 from __future__ import annotations
 
 import itertools
+import re
+import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
 
 import neo4j
 import numpy as np
@@ -53,22 +65,97 @@ _READ_ONLY_CODES = ("Neo.ClientError.Statement.AccessMode", "Neo.ClientError.Gen
                     "Neo.ClientError.General.ReadOnly")
 _TIMEOUT_CODE_PART = "TransactionTimedOut"
 _MISSING_DATABASE_CODE = "Neo.ClientError.Database.DatabaseNotFound"
+_COUNTER_NAMES = ("nodes_created", "nodes_deleted", "relationships_created", "relationships_deleted",
+                  "properties_set")
 # Sent by connect() to check that the configured database exists (linted by tests/test_cypher_lint.py).
 DATABASE_CHECK_QUERY_NEO4J = "RETURN 1 AS ok"
 # The shape of what explain() sends: the user's statement behind EXPLAIN (linted as an example).
 EXPLAIN_EXAMPLE_QUERY_NEO4J = "EXPLAIN MATCH (i:Item) WHERE i.id = $item_id RETURN i.title AS title"
 _BOLT_SCHEMES = frozenset({"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"})
+# Rows per inner transaction of `CALL { } IN TRANSACTIONS` statements: small enough for a default
+# 512 MB heap, large enough that commits do not dominate.
+BATCH_ROWS = 10_000
+# Rows converted from a DataFrame at a time by bulk_create: a 20M-row frame never becomes 20M dicts.
+CONVERT_ROWS = 100_000
+
+# -- the build stamp (graph/queries.py explains the model) ------------------------------------------
+# Deletes run server-side over millions of rows, so they commit in inner transactions of $batch_rows
+# rows. Relationships go first, so that no inner transaction has to detach a user's whole history at
+# once; every relationship starts at a User or an Item, and the unstamped ones a later stage adds
+# (RECOMMENDED) go with their user's copy.
+
+# A failed build's own copy (served by the `build` indexes of the schema).
+DELETE_BUILD_RELATIONSHIPS_QUERY_NEO4J = """
+MATCH (n:User|Item)-[r]->()
+WHERE n.build = $build
+CALL (r) { DELETE r } IN TRANSACTIONS OF $batch_rows ROWS
+"""
+
+DELETE_BUILD_NODES_QUERY_NEO4J = """
+MATCH (n:User|Item)
+WHERE n.build = $build
+CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF $batch_rows ROWS
+"""
+
+# Every copy but one: after a finished build, all but it; before a build, all but the current one
+# (what a killed build or a failed cleanup left). A copy from before the stamp has none: -1.
+DELETE_OTHER_BUILDS_RELATIONSHIPS_QUERY_NEO4J = """
+MATCH (n:User|Item)-[r]->()
+WHERE coalesce(n.build, -1) <> $keep_build
+CALL (r) { DELETE r } IN TRANSACTIONS OF $batch_rows ROWS
+"""
+
+DELETE_OTHER_BUILDS_NODES_QUERY_NEO4J = """
+MATCH (n:User|Item)
+WHERE coalesce(n.build, -1) <> $keep_build
+CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF $batch_rows ROWS
+"""
+
+# Which copy readers are looking at: the one marked when its build finished (none before the first
+# stamped build: the unstamped copy, -1, is then current).
+READ_CURRENT_BUILD_QUERY_NEO4J = """
+OPTIONAL MATCH (b:GraphBuild {name: 'current'})
+RETURN coalesce(b.build, -1) AS build
+"""
+
+MARK_CURRENT_BUILD_QUERY_NEO4J = """
+MERGE (b:GraphBuild {name: 'current'})
+SET b.build = $build, b.finished_at = datetime()
+"""
+
+
+def new_build_id() -> int:
+    """A build stamp: microseconds since the epoch (an int64 stored inline on every node and
+    relationship, and readable as the build's start time)."""
+    return time.time_ns() // 1000
+
+
+def stamp_cleanup(kind: Literal["failed", "others"], build_id: int) -> list[tuple[str, dict]]:
+    """The statements (and parameters) that delete a build's copy (`failed`) or every copy but
+    `build_id` (`others`), relationships first; each holds `$batch_rows` (run_in_batches adds it)."""
+    if kind == "failed":
+        return [(DELETE_BUILD_RELATIONSHIPS_QUERY_NEO4J, {"build": build_id}),
+                (DELETE_BUILD_NODES_QUERY_NEO4J, {"build": build_id})]
+    if kind == "others":
+        return [(DELETE_OTHER_BUILDS_RELATIONSHIPS_QUERY_NEO4J, {"keep_build": build_id}),
+                (DELETE_OTHER_BUILDS_NODES_QUERY_NEO4J, {"keep_build": build_id})]
+    raise ValueError(f"unknown cleanup {kind!r} (expected 'failed' or 'others')")
+
+
 class Neo4jStore:
     """A `GraphStore` on one Neo4j database. Pass a driver in, or use `Neo4jStore.connect(config)`."""
 
     dialect = "neo4j"
 
     def __init__(self, driver: neo4j.Driver, database: str | None = None, read_only: bool = False,
-                 owns_driver: bool = False, uri: str | None = None):
+                 owns_driver: bool = False, uri: str | None = None, batch_rows: int = BATCH_ROWS):
+        if batch_rows < 1:
+            raise ValueError("batch_rows must be >= 1")
         self.driver = driver
         self.database = database
         self.read_only = read_only
         self.owns_driver = owns_driver
+        self.batch_rows = batch_rows        # $batch_rows of run_in_batches
         self.uri = redact_uri(uri) if uri else "the configured Neo4j server"   # only ever shown
         self._closed = False
 
@@ -76,14 +163,17 @@ class Neo4jStore:
 
     @classmethod
     def connect(cls, config: StoreConfig, read_only: bool = False, *, connection_timeout: float = 10.0,
-                max_transaction_retry_time: float = 15.0) -> "Neo4jStore":
+                max_transaction_retry_time: float = 15.0, batch_rows: int = BATCH_ROWS) -> "Neo4jStore":
         """Create a driver for `config`, check that the server answers and accepts the credentials.
 
         The store owns the driver and closes it on close(). `max_transaction_retry_time` bounds how long
-        a managed transaction keeps retrying when the server goes away mid-session.
+        a managed transaction keeps retrying when the server goes away mid-session. `batch_rows`: rows
+        per inner transaction of run_in_batches.
         """
         if config.backend != "neo4j":
             raise ValueError(f"Neo4jStore needs a neo4j StoreConfig, got backend {config.backend!r}")
+        if batch_rows < 1:
+            raise ValueError("batch_rows must be >= 1")
         shown = redact_uri(config.uri)          # never put a password from the URI in a message
         scheme = config.uri.split("://", 1)[0].lower() if "://" in config.uri else ""
         if scheme not in _BOLT_SCHEMES:
@@ -100,7 +190,8 @@ class Neo4jStore:
         except (neo4j_errors.ConfigurationError, ValueError) as e:
             raise StoreUnavailable(f"invalid Neo4j URI {shown!r}: {redact_uri(e)} "
                                    f"(expected bolt://host:7687 or neo4j://host:7687)") from e
-        store = cls(driver, database=config.database, read_only=read_only, owns_driver=True, uri=config.uri)
+        store = cls(driver, database=config.database, read_only=read_only, owns_driver=True, uri=config.uri,
+                    batch_rows=batch_rows)
         try:
             driver.verify_connectivity()
             if config.database:
@@ -180,21 +271,49 @@ class Neo4jStore:
 
         Returns the number of rows sent. A failing batch raises; earlier batches stay committed.
         """
+        return self._write_rows(query, rows, batch_size, None)
+
+    def bulk_create(self, table: str, frame, query: Query, *, batch_size: int = 5000) -> int:
+        """GraphStore.bulk_create: `query` (`UNWIND $rows AS row ...`) over the frame's rows in
+        batches, one transaction each (`table` names the LadybugDB table; Neo4j needs no schema)."""
+        return self.write_batch(query, iter_neo4j_rows(frame), batch_size)
+
+    def _write_rows(self, query: Query, rows: Iterable[dict], batch_size: int, params: dict | None) -> int:
+        """write_batch with `params` sent beside `$rows` in every batch (a build's `$build`)."""
         self._require_writable("write_batch")
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         query = text_for(query, self.dialect)
         written = 0
         for batch in _batches(rows, batch_size):
-            self._execute(lambda tx, b=batch: tx.run(query, {"rows": b}).consume(), None, write=True,
+            batch_params = {**(params or {}), "rows": batch}
+            self._execute(lambda tx, p=batch_params: tx.run(query, p).consume(), None, write=True,
                           action=f"writing rows {written}..{written + len(batch) - 1}")
             written += len(batch)
         return written
 
-    def bulk_create(self, table: str, frame, query: Query, *, batch_size: int = 5000) -> int:
-        """GraphStore.bulk_create: `query` (`UNWIND $rows AS row ...`) over the frame's rows in
-        batches, one transaction each (`table` names the LadybugDB table; Neo4j needs no schema)."""
-        return self.write_batch(query, neo4j_rows(frame), batch_size)
+    def run_in_batches(self, query: Query, params: dict | None = None) -> dict[str, int]:
+        """Run a statement holding `CALL { ... } IN TRANSACTIONS OF $batch_rows ROWS` (inner
+        transactions of `self.batch_rows` rows) in an auto-commit transaction, the only kind Neo4j
+        accepts it in. Returns the summary's counters summed over the inner transactions
+        (`nodes_deleted`, `relationships_created`, ...).
+
+        Not retried: a failure leaves the inner transactions that committed, so the statements
+        sent here are ones that can simply run again (deletes, or writes cleaned up by the build stamp).
+        """
+        self._require_writable("run_in_batches")
+        if self._closed:
+            raise GraphError(f"the Neo4j store ({self.uri}) is closed")
+        text = text_for(query, self.dialect)
+        if "IN TRANSACTIONS" not in text.upper():
+            raise ValueError("run_in_batches is for statements with CALL { ... } IN TRANSACTIONS; use run()")
+        try:
+            with self.driver.session(database=self.database, default_access_mode=neo4j.WRITE_ACCESS) as session:
+                summary = session.run(text, {**(params or {}), "batch_rows": self.batch_rows}).consume()
+        except (neo4j_errors.Neo4jError, neo4j_errors.DriverError) as e:
+            raise self._translate(e, "running a statement in batched transactions") from e
+        counters = summary.counters
+        return {name: getattr(counters, name) for name in _COUNTER_NAMES}
 
     # -- atomic multi-statement writes ------------------------------------------------------------
 
@@ -234,13 +353,46 @@ class Neo4jStore:
             raise self._translate(e, "running a transaction") from e
 
     @contextmanager
-    def rebuild(self, schema: PerDialect[tuple[str, ...]]) -> Iterator["Neo4jTransaction"]:
-        """Run the schema DDL (it cannot share a data transaction), then yield one write transaction
-        for the whole new graph: a failed rebuild keeps the old graph."""
+    def rebuild(self, schema: PerDialect[tuple[str, ...]]) -> Iterator["Neo4jBuild"]:
+        """Write a whole new graph beside the current one, batch by batch, under a new build stamp.
+
+        Runs the schema DDL (it cannot share a data transaction), deletes what earlier builds left
+        that is not the current copy, and yields a `Neo4jBuild` session: every write through it must
+        stamp with `$build`. When the block raises, the new copy is deleted (the current one was never
+        touched); when it ends, the new copy is marked current and every other copy deleted. Readers
+        see both copies while the block runs: one build per database at a time.
+        """
+        self._require_writable("rebuild")
         for statement in schema.text(self.dialect):
             self.run(statement)
-        with self.transaction() as tx:
-            yield tx
+        current = self.run(READ_CURRENT_BUILD_QUERY_NEO4J)[0]["build"]
+        self.delete_builds("others", current)      # leftovers of builds killed before their cleanup
+        build = Neo4jBuild(self, new_build_id())
+        try:
+            yield build
+        except BaseException as failure:
+            try:
+                self.delete_builds("failed", build.build_id)
+            except GraphError as cleanup:
+                failure.add_note(f"deleting the failed build's data (build {build.build_id}) failed too: "
+                                 f"{cleanup}; the next build deletes it")
+            raise
+        self.run(MARK_CURRENT_BUILD_QUERY_NEO4J, {"build": build.build_id})
+        try:
+            self.delete_builds("others", build.build_id)
+        except GraphError as e:
+            raise GraphError(f"the new graph (build {build.build_id}) is complete and current, but deleting "
+                             f"the previous one failed: {e}. Until the next build, readers see both") from e
+
+    def delete_builds(self, kind: Literal["failed", "others"], build_id: int) -> dict[str, int]:
+        """Delete a build's copy (`failed`) or every copy but `build_id` (`others`), in batches of
+        `batch_rows`; returns the nodes and relationships deleted."""
+        deleted = {"nodes_deleted": 0, "relationships_deleted": 0}
+        for query, params in stamp_cleanup(kind, build_id):
+            counters = self.run_in_batches(query, params)
+            for name in deleted:
+                deleted[name] += counters[name]
+        return deleted
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -305,7 +457,7 @@ class Neo4jStore:
 
 
 class Neo4jTransaction:
-    """The session `Neo4jStore.transaction()` and `rebuild()` yield (a `graph.store.GraphSession`):
+    """The session `Neo4jStore.transaction()` yields (a `graph.store.GraphSession`):
     run / run_df / run_columns / write_batch / bulk_create inside one transaction."""
 
     dialect = "neo4j"
@@ -348,7 +500,67 @@ class Neo4jTransaction:
         return written
 
     def bulk_create(self, table: str, frame, query: Query, *, batch_size: int = 5000) -> int:
-        return self.write_batch(query, neo4j_rows(frame), batch_size)
+        return self.write_batch(query, iter_neo4j_rows(frame), batch_size)
+
+
+class Neo4jBuild:
+    """The session `Neo4jStore.rebuild()` yields (a `graph.store.GraphSession`): every statement runs
+    on the store in its own transaction (writes: one per batch) with `$build`, this build's stamp,
+    added to its parameters.
+
+    Writes must stamp what they create (`{..., build: $build}`): an unstamped node would belong to no
+    copy and be deleted with the previous ones, so a write whose text never mentions `$build` is
+    refused before anything is sent.
+    """
+
+    dialect = "neo4j"
+    read_only = False
+
+    def __init__(self, store: Neo4jStore, build_id: int):
+        self._store = store
+        self.build_id = build_id
+
+    def _params(self, params: dict | None) -> dict:
+        return {**(params or {}), "build": self.build_id}
+
+    def run(self, query: Query, params: dict | None = None) -> list[dict]:
+        return self._store.run(query, self._params(params))
+
+    def run_df(self, query: Query, params: dict | None = None) -> pd.DataFrame:
+        return self._store.run_df(query, self._params(params))
+
+    def run_columns(self, query: Query, params: dict | None = None) -> pd.DataFrame:
+        return self._store.run_df(query, self._params(params))
+
+    def write_batch(self, query: Query, rows: Iterable[dict], batch_size: int = 5000) -> int:
+        require_stamp(query)
+        return self._store._write_rows(query, rows, batch_size, {"build": self.build_id})
+
+    def bulk_create(self, table: str, frame, query: Query, *, batch_size: int = 5000) -> int:
+        return self.write_batch(query, iter_neo4j_rows(frame), batch_size)
+
+    def run_in_batches(self, query: Query, params: dict | None = None) -> dict[str, int]:
+        """Neo4jStore.run_in_batches with `$build` added (SIMILAR from the vector index)."""
+        require_stamp(query)
+        return self._store.run_in_batches(query, self._params(params))
+
+
+def require_stamp(query: Query) -> None:
+    """Refuse a build write whose Neo4j text does not use `$build` (see Neo4jBuild)."""
+    if not re.search(r"\$build\b", text_for(query, "neo4j")):
+        raise GraphError("a write inside a Neo4j rebuild must stamp what it creates with `build: $build` "
+                         "(graph/queries.py: build stamp); this statement does not use $build: "
+                         + " ".join(text_for(query, "neo4j").split())[:200])
+
+
+def iter_neo4j_rows(frame, chunk_rows: int = CONVERT_ROWS) -> Iterator[dict]:
+    """`neo4j_rows` of a DataFrame or Arrow table, converted `chunk_rows` at a time as the batches are
+    sent: converting 20M interactions at once would hold 20M dicts in memory."""
+    n_rows = len(frame) if isinstance(frame, pd.DataFrame) else frame.num_rows
+    for start in range(0, n_rows, chunk_rows):
+        part = frame.iloc[start:start + chunk_rows] if isinstance(frame, pd.DataFrame) \
+            else frame.slice(start, chunk_rows)
+        yield from neo4j_rows(part)
 
 
 def neo4j_rows(frame) -> list[dict]:

@@ -1,13 +1,22 @@
 """The Cypher of the graph build that is not a relation's: schema, load, popularity, read-back.
 
-Each relation's own statements (aggregation, create, delete, read) live in its module,
+Each relation's own statements (aggregation, create, read) live in its module,
 graph/relations/<name>.py; its LadybugDB table joins the schema below from there.
 
-Naming: `*_QUERY` text is sent unchanged to both backends (LadybugDB and Neo4j agree on it);
-`*_QUERY_NEO4J` is what Neo4j runs where the embedded store bulk-loads with COPY instead
-(`GraphSession.bulk_create`); the schema DDL is a `graph.dialect.PerDialect`. Values are always
+Naming: `*_QUERY` text is sent unchanged to both backends (LadybugDB and Neo4j agree on it), or is
+a `graph.dialect.PerDialect` where they differ (the schema DDL, and the build's statements that Neo4j
+scopes to its build stamp); `*_QUERY_NEO4J` is what Neo4j runs where the embedded store bulk-loads
+with COPY instead (`GraphSession.bulk_create`). Values are always
 `$parameters`; writes go through `UNWIND $rows AS row`. Every Neo4j statement here is checked by
 Neo4j's own linter in tests/test_cypher_lint.py.
+
+Build stamp (Neo4j): a build writes a complete new copy of the graph beside the previous one, every
+node and relationship carrying `build` (an integer id, `$build`, filled in by the store's build
+session), and every statement of a build reads and writes only its own copy (`{..., build: $build}`).
+A failed build deletes its stamp; a finished one marks itself current (`(:GraphBuild)`) and deletes
+every other copy (graph/neo4j_store.py holds those statements). Users and items are therefore unique
+per (id, build), not per id. The embedded store needs none of this: a build there is a fresh
+database swapped in whole, and its texts below have no stamp.
 
 Schema
     (:User {id, segment, hop, one_hop, any_hop, semantic_only, target_item_id, last_item_id})
@@ -20,7 +29,8 @@ Schema
     (:Item)-[:SHARES_META {rank, score, shared, k}]->(:Item)      (optional: --extra-relations)
     (:User)-[:RECOMMENDED {model, rank, split}]->(:Item)
 `idx` is the item's position in the source (numeric order for numeric ids): the last tie-break of
-the collaborative ranking, as in the IIRG reference implementation.
+the collaborative ranking, as in the IIRG reference implementation. On Neo4j, users, items and every
+relationship a build writes also carry `build` (the stamp above).
 """
 
 from __future__ import annotations
@@ -45,68 +55,83 @@ TABLES_LADYBUG = {
 SCHEMA_QUERIES_LADYBUG = list(TABLES_LADYBUG.values())
 
 SCHEMA_QUERIES_NEO4J = [
-    "CREATE CONSTRAINT item_id IF NOT EXISTS FOR (i:Item) REQUIRE i.id IS UNIQUE",
-    "CREATE CONSTRAINT user_id IF NOT EXISTS FOR (u:User) REQUIRE u.id IS UNIQUE",
+    # Graphs built before the build stamp had ids unique on their own; two builds' copies share ids.
+    "DROP CONSTRAINT item_id IF EXISTS",
+    "DROP CONSTRAINT user_id IF EXISTS",
+    "CREATE CONSTRAINT item_id_build IF NOT EXISTS FOR (i:Item) REQUIRE (i.id, i.build) IS UNIQUE",
+    "CREATE CONSTRAINT user_id_build IF NOT EXISTS FOR (u:User) REQUIRE (u.id, u.build) IS UNIQUE",
+    # Readers (dashboard, console) look items and users up by id alone: the composite index above
+    # cannot serve `{id: $item_id}` without a predicate on `build`.
+    "CREATE INDEX item_id_lookup IF NOT EXISTS FOR (i:Item) ON (i.id)",
+    "CREATE INDEX user_id_lookup IF NOT EXISTS FOR (u:User) ON (u.id)",
+    # A build's own nodes (SIMILAR's outer MATCH) and the stamp cleanup.
+    "CREATE INDEX item_build IF NOT EXISTS FOR (i:Item) ON (i.build)",
+    "CREATE INDEX user_build IF NOT EXISTS FOR (u:User) ON (u.build)",
     "CREATE INDEX user_segment IF NOT EXISTS FOR (u:User) ON (u.segment)",
     "CREATE INDEX item_title IF NOT EXISTS FOR (i:Item) ON (i.title)",
 ]
+
+# Labels only Neo4j has: the marker of the current build copy (graph/neo4j_store.py), for the linter.
+NEO4J_ONLY_LABELS = ("GraphBuild",)
 
 # What `GraphStore.rebuild` creates before a build: LadybugDB's fixed tables, Neo4j's constraints.
 SCHEMA_QUERIES = PerDialect(ladybug=tuple(SCHEMA_QUERIES_LADYBUG), neo4j=tuple(SCHEMA_QUERIES_NEO4J))
 
 # -- load (`GraphSession.bulk_create`: the embedded store COPYs into a fresh database, Neo4j runs
-#    these MERGE / CREATE statements) ------------------------------------------------------------------
-MERGE_ITEMS_QUERY_NEO4J = """
+#    these statements batch by batch, stamped with the build) -------------------------------------
+# MERGE on (id, build), the composite uniqueness constraint: a batch the driver retries after a lost
+# commit acknowledgement finds its nodes instead of failing the build. The embedding goes in as a
+# float32 vector property (db.create.setNodeVectorProperty: half the size of a list of floats).
+CREATE_ITEMS_QUERY_NEO4J = """
 UNWIND $rows AS row
-MERGE (i:Item {id: row.id})
+MERGE (i:Item {id: row.id, build: $build})
 SET i.idx = row.idx, i.title = row.title, i.raw_title = row.raw_title,
     i.description = row.description, i.categories = row.categories, i.brand = row.brand,
-    i.attributes = row.attributes, i.popularity = row.popularity, i.embedding = row.embedding
+    i.attributes = row.attributes, i.popularity = row.popularity
+WITH i, row
+WHERE row.embedding IS NOT NULL
+CALL db.create.setNodeVectorProperty(i, 'embedding', row.embedding)
 """
 
-MERGE_USERS_QUERY_NEO4J = """
+CREATE_USERS_QUERY_NEO4J = """
 UNWIND $rows AS row
-MERGE (:User {id: row.id})
+MERGE (:User {id: row.id, build: $build})
 """
 
 CREATE_INTERACTIONS_QUERY_NEO4J = """
 UNWIND $rows AS row
-MATCH (u:User {id: row.user_id}), (i:Item {id: row.item_id})
-CREATE (u)-[:INTERACTED {pos: row.pos, ts: row.ts, split: row.split}]->(i)
-"""
-
-# A (re)load replaces what the graph held: users and items the dataset no longer has go, and the
-# interactions are written anew, so loading the same dataset twice gives the same graph (on a fresh
-# embedded database these find nothing).
-DELETE_STALE_USERS_QUERY = """
-MATCH (u:User) WHERE NOT u.id IN $ids
-DETACH DELETE u
-"""
-
-DELETE_STALE_ITEMS_QUERY = """
-MATCH (i:Item) WHERE NOT i.id IN $ids
-DETACH DELETE i
-"""
-
-DELETE_INTERACTIONS_QUERY = """
-MATCH (:User)-[r:INTERACTED]->(:Item)
-DELETE r
+MATCH (u:User {id: row.user_id, build: $build})
+MATCH (i:Item {id: row.item_id, build: $build})
+CREATE (u)-[:INTERACTED {pos: row.pos, ts: row.ts, split: row.split, build: $build}]->(i)
 """
 
 # -- popularity: computed by Cypher from the training part of every sequence ----------------------
 # `$splits` is ["train"] (default) or ["train", "valid"] (--include-valid, the IIRG reference setup).
 # The test item never has a split in $splits, so it never feeds a relation (graph/relations: same).
-POPULARITY_QUERY = """
+# On Neo4j only this build's copy counts and changes (see the build stamp above).
+POPULARITY_QUERY = PerDialect(
+    ladybug="""
 MATCH (:User)-[r:INTERACTED]->(i:Item)
 WHERE r.split IN $splits
 RETURN i.id AS item_id, count(*) AS popularity
-"""
+""",
+    neo4j="""
+MATCH (:User {build: $build})-[r:INTERACTED]->(i:Item)
+WHERE r.split IN $splits
+RETURN i.id AS item_id, count(*) AS popularity
+""")
 
-SET_POPULARITY_QUERY = """
+SET_POPULARITY_QUERY = PerDialect(
+    ladybug="""
 UNWIND $rows AS row
 MATCH (i:Item {id: row.item_id})
 SET i.popularity = row.popularity
-"""
+""",
+    neo4j="""
+UNWIND $rows AS row
+MATCH (i:Item {id: row.item_id, build: $build})
+SET i.popularity = row.popularity
+""")
 
 # -- read-back (export) ----------------------------------------------------------------------------
 READ_ITEMS_QUERY = """

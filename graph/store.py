@@ -7,7 +7,7 @@ What a store offers is the `GraphStore` protocol below, implemented in full by b
 callers never probe (`hasattr`, `dialect ==`): statements whose text differs between the dialects
 are `graph.dialect.PerDialect` values that the store resolves itself, bulk writes go through
 `bulk_create` (LadybugDB: COPY; Neo4j: batched `UNWIND $rows`), and a whole new graph is written
-inside `rebuild()`.
+inside `rebuild()` (LadybugDB: a fresh database; Neo4j: a new copy under a build stamp).
 
 Imports run one way: this module -> the backends (lazily, in `open_store`) -> graph.dialect,
 graph.errors, graph.readonly, graph.uri. No backend imports this module.
@@ -114,10 +114,12 @@ class GraphStore(GraphSession, Protocol):
         """Create `schema` (the store's dialect's DDL), then a session for writing a whole new
         graph, all or nothing.
 
-        Neo4j: the DDL runs first (schema changes cannot share a data transaction), then one write
-        transaction (a failed rebuild keeps the old graph). LadybugDB: the store itself, which must
-        hold no node (GraphError otherwise): `graph.build.build_run` builds into a fresh database
-        and swaps its folder in, so there is nothing to roll back.
+        Neo4j: the DDL runs first (schema changes cannot share a data transaction), then a build
+        that commits batch by batch under a build stamp: every write must stamp with `$build`, and
+        a failed rebuild deletes its stamp, keeping the old graph (graph.neo4j_store.Neo4jStore.rebuild).
+        LadybugDB: the store itself, which must hold no node (GraphError otherwise):
+        `graph.build.build_run` builds into a fresh database and swaps its folder in, so there is
+        nothing to roll back.
         """
 
     def close(self) -> None: ...

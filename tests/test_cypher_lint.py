@@ -75,16 +75,18 @@ def all_statements() -> dict[str, str]:
 
 def graph_schema() -> dict | None:
     """Labels, relationship types and their endpoints, read from the LadybugDB DDL
-    (`graph.queries.SCHEMA_QUERIES_LADYBUG`: the strict schema both backends follow).
+    (`graph.queries.SCHEMA_QUERIES_LADYBUG`: the strict schema both backends follow), plus the labels
+    only Neo4j has (`graph.queries.NEO4J_ONLY_LABELS`: the build marker).
 
     Property keys are left out on purpose: this linter version takes `row.item_id` in
     `UNWIND $rows AS row MATCH (i:Item {id: row.item_id})` for a node property and would warn on
     every batched write."""
     try:
-        ddl = importlib.import_module("graph.queries").SCHEMA_QUERIES_LADYBUG
+        queries = importlib.import_module("graph.queries")
+        ddl = queries.SCHEMA_QUERIES_LADYBUG
     except (ImportError, AttributeError):
         return None
-    labels, types_, paths = [], [], []
+    labels, types_, paths = list(getattr(queries, "NEO4J_ONLY_LABELS", ())), [], []
     for statement in ddl:
         match = re.search(r"CREATE\s+(NODE|REL)\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)\s*\((.*)\)\s*$",
                           statement, re.S | re.I)

@@ -40,7 +40,8 @@ def small_dataset():
 
 def _build(config, graph_config, run_dir):
     """build_run as `iirg build` does it: the embedded store is rebuilt in a fresh folder and swapped
-    in, Neo4j is loaded in place (so loading twice exercises its MERGE/replace path)."""
+    in, Neo4j gets a new stamped copy that replaces the old one (so building twice exercises the
+    build stamp's replace path, and SIMILAR comes from the vector index while the old copy is in it)."""
     dataset = small_dataset()
     build_run(RunPaths.of(run_dir), dataset, config, graph_config, progress=False)
     with open_store(config, read_only=True) as store:
@@ -94,16 +95,23 @@ def test_every_edge_records_its_parameters(store_config, tmp_path):
 
 # -- the GraphStore protocol: every capability on both backends ------------------------------------
 # A node table and a relationship table to write into (the Neo4j schema is the constraint; LadybugDB
-# needs its tables).
+# needs its tables). Neo4j writes inside a rebuild stamp what they create with `$build`: a rebuild
+# there writes a new copy beside the old one (graph/neo4j_store.py), so ids are unique per build.
 TINY_SCHEMA = PerDialect(
     ladybug=("CREATE NODE TABLE IF NOT EXISTS Item(id STRING PRIMARY KEY, title STRING, categories STRING[], "
              "popularity INT64)",
              "CREATE REL TABLE IF NOT EXISTS NEXT(FROM Item TO Item, count INT64, split_scope STRING)"),
-    neo4j=("CREATE CONSTRAINT item_id IF NOT EXISTS FOR (i:Item) REQUIRE i.id IS UNIQUE",))
-CREATE_ITEMS = "UNWIND $rows AS row CREATE (:Item {id: row.id, title: row.title, categories: row.categories, " \
-               "popularity: row.popularity})"
-CREATE_NEXT = ("UNWIND $rows AS row MATCH (a:Item {id: row.src}), (b:Item {id: row.dst}) "
-               "CREATE (a)-[:NEXT {count: row.count, split_scope: row.split_scope}]->(b)")
+    neo4j=("CREATE CONSTRAINT item_id_build IF NOT EXISTS FOR (i:Item) REQUIRE (i.id, i.build) IS UNIQUE",))
+CREATE_ITEMS = PerDialect(
+    ladybug="UNWIND $rows AS row CREATE (:Item {id: row.id, title: row.title, categories: row.categories, "
+            "popularity: row.popularity})",
+    neo4j="UNWIND $rows AS row CREATE (:Item {id: row.id, title: row.title, categories: row.categories, "
+          "popularity: row.popularity, build: $build})")
+CREATE_NEXT = PerDialect(
+    ladybug="UNWIND $rows AS row MATCH (a:Item {id: row.src}), (b:Item {id: row.dst}) "
+            "CREATE (a)-[:NEXT {count: row.count, split_scope: row.split_scope}]->(b)",
+    neo4j="UNWIND $rows AS row MATCH (a:Item {id: row.src, build: $build}) MATCH (b:Item {id: row.dst, build: $build}) "
+          "CREATE (a)-[:NEXT {count: row.count, split_scope: row.split_scope, build: $build}]->(b)")
 READ_NEXT = ("MATCH (a:Item)-[r:NEXT]->(b:Item) RETURN a.id AS src, b.id AS dst, r.count AS count, "
              "r.split_scope AS split_scope ORDER BY src, dst")
 
@@ -176,7 +184,8 @@ def test_transaction_commits_or_rolls_back_on_both_backends(store_config):
 
 def test_rebuild_refuses_or_replaces_an_existing_graph(store_config):
     """The embedded store is rebuilt only when empty (build_run builds in a fresh folder); Neo4j
-    rebuilds in place, all or nothing."""
+    writes a new copy beside the old one, and a failed rebuild deletes it (batches already
+    committed included)."""
     with open_store(store_config) as store:
         _tiny_graph(store)
         if store.dialect == "ladybug":
@@ -186,6 +195,10 @@ def test_rebuild_refuses_or_replaces_an_existing_graph(store_config):
         else:
             with pytest.raises(RuntimeError):
                 with store.rebuild(TINY_SCHEMA) as session:
-                    session.run("MATCH (i:Item) DETACH DELETE i")
+                    session.bulk_create("Item", pd.DataFrame({"id": ["1", "4"], "title": ["New", "Four"],
+                                                              "categories": [[], []], "popularity": [0, 0]}),
+                                        CREATE_ITEMS, batch_size=1)
+                    assert session.run("MATCH (i:Item) RETURN count(i) AS n") == [{"n": 5}]  # committed
                     raise RuntimeError("a failed rebuild")
         assert store.run("MATCH (i:Item) RETURN count(i) AS n") == [{"n": 3}]
+        assert store.run("MATCH (i:Item {id: '1'}) RETURN i.title AS title") == [{"title": "One"}]

@@ -16,37 +16,54 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from graph.dialect import PerDialect
 from graph.relations.spec import BuildContext, Column, ItemView, Legend, Relation, Task
 
 # Co-occurrence within a window of W positions, both directions; count = number of position pairs
-# (u, p, q) with 1 <= |p - q| <= W, hop = the smallest |p - q| seen.
-COOCCURRENCE_QUERY = """
+# (u, p, q) with 1 <= |p - q| <= W, hop = the smallest |p - q| seen. On Neo4j only this build's copy
+# of the graph (graph/queries.py: build stamp); edges never leave their copy.
+COOCCURRENCE_QUERY = PerDialect(
+    ladybug="""
 MATCH (u:User)-[a:INTERACTED]->(i:Item), (u)-[b:INTERACTED]->(j:Item)
 WHERE a.split IN $splits AND b.split IN $splits
   AND b.pos <> a.pos AND b.pos >= a.pos - $window AND b.pos <= a.pos + $window
   AND i <> j
 RETURN i.id AS item_id, j.id AS neighbor_id, count(*) AS count, min(abs(b.pos - a.pos)) AS hop
-"""
+""",
+    neo4j="""
+MATCH (u:User {build: $build})-[a:INTERACTED]->(i:Item), (u)-[b:INTERACTED]->(j:Item)
+WHERE a.split IN $splits AND b.split IN $splits
+  AND b.pos <> a.pos AND b.pos >= a.pos - $window AND b.pos <= a.pos + $window
+  AND i <> j
+RETURN i.id AS item_id, j.id AS neighbor_id, count(*) AS count, min(abs(b.pos - a.pos)) AS hop
+""")
 
 # Back-fill candidates for items with fewer than k collaborative neighbours: the co-occurrence
 # neighbours of their semantic neighbours, in (semantic rank, collaborative rank) order.
-BACKFILL_CANDIDATES_QUERY = """
+BACKFILL_CANDIDATES_QUERY = PerDialect(
+    ladybug="""
 UNWIND $item_ids AS anchor_id
 MATCH (i:Item {id: anchor_id})-[s:SIMILAR]->(m:Item)-[c:COLLAB]->(j:Item)
 WHERE c.source = 'cooccur' AND j.id <> i.id
 RETURN i.id AS item_id, j.id AS neighbor_id, m.id AS via_item_id, s.rank AS similar_rank,
        c.rank AS collab_rank
-"""
+""",
+    neo4j="""
+UNWIND $item_ids AS anchor_id
+MATCH (i:Item {id: anchor_id, build: $build})-[s:SIMILAR]->(m:Item)-[c:COLLAB]->(j:Item)
+WHERE c.source = 'cooccur' AND j.id <> i.id
+RETURN i.id AS item_id, j.id AS neighbor_id, m.id AS via_item_id, s.rank AS similar_rank,
+       c.rank AS collab_rank
+""")
 
-CREATE_COLLAB_QUERY = """
+CREATE_COLLAB_QUERY_NEO4J = """
 UNWIND $rows AS row
-MATCH (a:Item {id: row.item_id}), (b:Item {id: row.neighbor_id})
+MATCH (a:Item {id: row.item_id, build: $build})
+MATCH (b:Item {id: row.neighbor_id, build: $build})
 CREATE (a)-[:COLLAB {rank: row.rank, count: row.count, hop: row.hop, source: row.source,
                      via_item_id: row.via_item_id, window: row.window, k: row.k,
-                     split_scope: row.split_scope}]->(b)
+                     split_scope: row.split_scope, build: $build}]->(b)
 """
-
-DELETE_COLLAB_QUERY = "MATCH (:Item)-[r:COLLAB]->(:Item) DELETE r"
 
 READ_COLLAB_QUERY = """
 MATCH (a:Item)-[r:COLLAB]->(b:Item)
@@ -145,8 +162,7 @@ RELATION = Relation(
             "through a semantic neighbour",
     ladybug_table="CREATE REL TABLE IF NOT EXISTS COLLAB(FROM Item TO Item, rank INT64, count INT64, hop INT64, "
                   "source STRING, via_item_id STRING, window INT64, k INT64, split_scope STRING)",
-    create_query=CREATE_COLLAB_QUERY,
-    delete_query=DELETE_COLLAB_QUERY,
+    create_query=CREATE_COLLAB_QUERY_NEO4J,
     read_query=READ_COLLAB_QUERY,
     build=build,
     export_name="collab",

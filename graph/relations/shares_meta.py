@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from graph.dialect import PerDialect
 from graph.relations.spec import BuildContext, Column, ItemView, Legend, Relation, Task
 
 MAX_ITEMS = 2000   # tokens held by more items than this are ignored (see the module docstring)
@@ -47,27 +48,41 @@ RETURN item_id, neighbor_id, df, count(*) AS n
 """
 
 # Ordered pairs of distinct items sharing a category, counted per document frequency of the category.
-SHARED_CATEGORY_PAIRS_QUERY = """
+# On Neo4j the items of this build's copy only (graph/queries.py: build stamp).
+SHARED_CATEGORY_PAIRS_QUERY = PerDialect(
+    ladybug="""
 MATCH (i:Item)
 UNWIND i.categories AS category
 WITH DISTINCT category, i.id AS item_id
 WITH category, collect(item_id) AS item_ids
-""" + _PAIRS_OF_TAG_GROUPS.lstrip("\n")
+""" + _PAIRS_OF_TAG_GROUPS.lstrip("\n"),
+    neo4j="""
+MATCH (i:Item {build: $build})
+UNWIND i.categories AS category
+WITH DISTINCT category, i.id AS item_id
+WITH category, collect(item_id) AS item_ids
+""" + _PAIRS_OF_TAG_GROUPS.lstrip("\n"))
 
 # The same for the brand (one token per item; an empty brand is none).
-SHARED_BRAND_PAIRS_QUERY = """
+SHARED_BRAND_PAIRS_QUERY = PerDialect(
+    ladybug="""
 MATCH (i:Item)
 WHERE i.brand IS NOT NULL AND i.brand <> ''
 WITH i.brand AS brand, collect(i.id) AS item_ids
-""" + _PAIRS_OF_TAG_GROUPS.lstrip("\n")
+""" + _PAIRS_OF_TAG_GROUPS.lstrip("\n"),
+    neo4j="""
+MATCH (i:Item {build: $build})
+WHERE i.brand IS NOT NULL AND i.brand <> ''
+WITH i.brand AS brand, collect(i.id) AS item_ids
+""" + _PAIRS_OF_TAG_GROUPS.lstrip("\n"))
 
-CREATE_SHARES_META_QUERY = """
+CREATE_SHARES_META_QUERY_NEO4J = """
 UNWIND $rows AS row
-MATCH (a:Item {id: row.item_id}), (b:Item {id: row.neighbor_id})
-CREATE (a)-[:SHARES_META {rank: row.rank, score: row.score, shared: row.shared, k: row.k}]->(b)
+MATCH (a:Item {id: row.item_id, build: $build})
+MATCH (b:Item {id: row.neighbor_id, build: $build})
+CREATE (a)-[:SHARES_META {rank: row.rank, score: row.score, shared: row.shared, k: row.k,
+                          build: $build}]->(b)
 """
-
-DELETE_SHARES_META_QUERY = "MATCH (:Item)-[r:SHARES_META]->(:Item) DELETE r"
 
 READ_SHARES_META_QUERY = """
 MATCH (a:Item)-[r:SHARES_META]->(b:Item)
@@ -134,8 +149,7 @@ RELATION = Relation(
     summary="item j shares categories or the brand with item i (top-k by IDF-weighted overlap)",
     ladybug_table="CREATE REL TABLE IF NOT EXISTS SHARES_META(FROM Item TO Item, rank INT64, score DOUBLE, "
                   "shared INT64, k INT64)",
-    create_query=CREATE_SHARES_META_QUERY,
-    delete_query=DELETE_SHARES_META_QUERY,
+    create_query=CREATE_SHARES_META_QUERY_NEO4J,
     read_query=READ_SHARES_META_QUERY,
     build=build,
     export_name="shares_meta",

@@ -107,8 +107,8 @@ class Relation:
     name: str                      # relationship type and LadybugDB table, e.g. "COLLAB"
     summary: str                   # one line: what an edge means
     ladybug_table: str             # CREATE REL TABLE IF NOT EXISTS <name>(FROM Item TO Item, ...)
-    create_query: str              # UNWIND $rows AS row ... CREATE: how Neo4j writes the rows
-    delete_query: str              # removes every edge of this type (a rebuild on Neo4j)
+    create_query: str              # UNWIND $rows AS row ... CREATE: how Neo4j writes the rows, stamped
+                                   # with $build (graph/queries.py: build stamp)
     read_query: str                # every edge with the columns `build` returns (`iirg export`)
     build: Callable[[BuildContext], pd.DataFrame]  # computes, writes and returns the edges
     export_name: str               # <export_name>.parquet in the export folder, key in its counts

@@ -10,22 +10,29 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from graph.dialect import PerDialect
 from graph.relations.spec import BuildContext, Legend, Relation
 
-# Consecutive positions of one user, an item followed by itself excluded.
-TRANSITIONS_QUERY = """
+# Consecutive positions of one user, an item followed by itself excluded. On Neo4j only this build's
+# copy of the graph (graph/queries.py: build stamp); a user's edges never leave its copy.
+TRANSITIONS_QUERY = PerDialect(
+    ladybug="""
 MATCH (u:User)-[a:INTERACTED]->(i:Item), (u)-[b:INTERACTED]->(j:Item)
 WHERE b.pos = a.pos + 1 AND a.split IN $splits AND b.split IN $splits AND i.id <> j.id
 RETURN i.id AS src_item_id, j.id AS dst_item_id, count(*) AS count
-"""
+""",
+    neo4j="""
+MATCH (u:User {build: $build})-[a:INTERACTED]->(i:Item), (u)-[b:INTERACTED]->(j:Item)
+WHERE b.pos = a.pos + 1 AND a.split IN $splits AND b.split IN $splits AND i.id <> j.id
+RETURN i.id AS src_item_id, j.id AS dst_item_id, count(*) AS count
+""")
 
-CREATE_NEXT_QUERY = """
+CREATE_NEXT_QUERY_NEO4J = """
 UNWIND $rows AS row
-MATCH (a:Item {id: row.src_item_id}), (b:Item {id: row.dst_item_id})
-CREATE (a)-[:NEXT {count: row.count, split_scope: row.split_scope}]->(b)
+MATCH (a:Item {id: row.src_item_id, build: $build})
+MATCH (b:Item {id: row.dst_item_id, build: $build})
+CREATE (a)-[:NEXT {count: row.count, split_scope: row.split_scope, build: $build}]->(b)
 """
-
-DELETE_NEXT_QUERY = "MATCH (:Item)-[r:NEXT]->(:Item) DELETE r"
 
 READ_NEXT_QUERY = """
 MATCH (a:Item)-[r:NEXT]->(b:Item)
@@ -49,8 +56,7 @@ RELATION = Relation(
     name="NEXT",
     summary="item i directly followed by item j in a training sequence (count = occurrences)",
     ladybug_table="CREATE REL TABLE IF NOT EXISTS NEXT(FROM Item TO Item, count INT64, split_scope STRING)",
-    create_query=CREATE_NEXT_QUERY,
-    delete_query=DELETE_NEXT_QUERY,
+    create_query=CREATE_NEXT_QUERY_NEO4J,
     read_query=READ_NEXT_QUERY,
     build=build,
     export_name="next",
