@@ -4,14 +4,17 @@
 
 Stages (each timed in the report):
   embed       item-text embeddings (cached by text hash), stored on the Item nodes at load
-  load        users, items and ordered INTERACTED edges (embedded: COPY into a fresh database;
-              Neo4j: MERGE on unique ids, interactions rewritten), through `GraphStore.rebuild`
+  load        users, items, ordered INTERACTED edges and each sequence as a path of Event nodes
+              (NEXT_EVENT in position order; embedded: COPY into a fresh database; Neo4j: MERGE on
+              unique ids, interactions and events rewritten), through `GraphStore.rebuild`
   popularity  training interactions per item (Cypher) -> Item.popularity
 then each relation's own stages, in registry order within `build_after` (graph/relations):
-  next        NEXT: one-hop transitions between consecutive training positions (Cypher)
+  next        NEXT: one-hop transitions between consecutive training positions (Cypher, one
+              NEXT_EVENT step)
   semantic    SIMILAR: exact top-k cosine over the embeddings
-  cooccur     COLLAB: co-occurrence within the window (Cypher aggregation) -> top-k, ranked by count,
-              then the neighbour's training popularity, then source order (IIRG reference)
+  cooccur     COLLAB: co-occurrence within the window (Cypher over NEXT_EVENT paths of 1..W steps)
+              -> top-k, ranked by count, then the neighbour's training popularity, then source
+              order (IIRG reference)
   backfill    COLLAB: items with fewer than k collaborative neighbours get the co-occurrence
               neighbours of their nearest semantic neighbours (Cypher), source='semantic_backfill'
   (optional relations named in GraphConfig.extra_relations add theirs, e.g. SHARES_META's `meta`)
