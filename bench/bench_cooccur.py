@@ -4,7 +4,8 @@ anchor and against the old O(n^2)-per-user join, on real data and on synthetic s
     .venv/bin/python bench/bench_cooccur.py                          # ml-100k, yelp, scaling 1/4/16
     .venv/bin/python bench/bench_cooccur.py --datasets ml-100k --scales 1 4 --no-join
 
-Each point runs in a fresh subprocess (so its peak RSS is its own): the dataset is loaded into a new
+Each point runs in a fresh subprocess (so its peak RSS is its own: after the load, after the path
+query, which is what a build holds, and after everything): the dataset is loaded into a new
 embedded LadybugDB store the way `iirg build` loads it (users, items, INTERACTED, and the Event
 paths: graph.build.load_dataset), then each method runs (best of --repeats; a method stops repeating
 once it has taken --max-repeat-s):
@@ -136,13 +137,15 @@ def measure(point: str, window: int, repeats: int, max_repeat_s: float, join: bo
             out["load_s"] = time.perf_counter() - start
             out["peak_rss_load_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-            out["numpy_s"], anchor = _timed(lambda: numpy_cooccurrence(dataset.interactions, splits, window),
-                                            repeats, max_repeat_s)
+            # The path first, so the peak RSS after it is the build's own (load + co-occurrence).
             item_ids = dataset.items["item_id"].to_numpy()
             out["path_s"], path = _timed(lambda: collab.read_cooccurrence(store, item_ids, window, splits),
                                          repeats, max_repeat_s)
             out["next_path_s"], _ = _timed(lambda: store.run_columns(transitions.TRANSITIONS_QUERY,
                                                                      {"splits": splits}), repeats, max_repeat_s)
+            out["peak_rss_path_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            out["numpy_s"], anchor = _timed(lambda: numpy_cooccurrence(dataset.interactions, splits, window),
+                                            repeats, max_repeat_s)
             anchor, path = _canonical(anchor), _canonical(path)
             assert anchor.equals(path), f"{point}: path co-occurrence differs from the numpy anchor"
             if join:
@@ -152,6 +155,31 @@ def measure(point: str, window: int, repeats: int, max_repeat_s: float, join: bo
     out["pairs"] = len(anchor)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
+
+
+def print_table(results: dict[str, dict], window: int, repeats: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"co-occurrence, window {window} (embedded LadybugDB; best of {repeats})")
+    for col in ("point", "interactions", "pairs", "numpy s", "path s", "path / numpy", "join s", "join / numpy",
+                "next (path) s", "interactions vs 1x", "numpy vs 1x", "path vs 1x", "join vs 1x",
+                "load s", "peak RSS MB: load", "+ path", "+ numpy, join"):
+        table.add_column(col, justify="right")
+
+    def ratio(a, b):
+        return f"{a / b:.2f}x" if a is not None and b else "-"
+
+    for point, r in results.items():
+        base = results.get(point.split(" ")[0] + " x1") if " x" in point else None
+        vs = (lambda key: ratio(r.get(key), base.get(key))) if base else (lambda key: "")
+        table.add_row(point, f"{r['interactions']:,}", f"{r['pairs']:,}", f"{r['numpy_s']:.3f}", f"{r['path_s']:.3f}",
+                      ratio(r["path_s"], r["numpy_s"]), f"{r['join_s']:.3f}" if "join_s" in r else "-",
+                      ratio(r.get("join_s"), r["numpy_s"]), f"{r['next_path_s']:.3f}", vs("interactions"),
+                      vs("numpy_s"), vs("path_s"), vs("join_s"), f"{r['load_s']:.2f}",
+                      f"{r['peak_rss_load_mb']:,.0f}", f"{r['peak_rss_path_mb']:,.0f}" if "peak_rss_path_mb" in r
+                      else "-", f"{r['peak_rss_mb']:,.0f}")
+    Console(width=250).print(table)
 
 
 def main() -> None:
@@ -165,11 +193,16 @@ def main() -> None:
                         help="stop repeating a method once its runs add up to this")
     parser.add_argument("--no-join", action="store_true", help="skip the old O(n^2) join (slow on long histories)")
     parser.add_argument("--save", type=Path, default=REPO / "bench" / "results" / "cooccur.json")
+    parser.add_argument("--show", type=Path, help="print the table of a saved results JSON and stop")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         point, window, repeats, max_repeat_s, join = args.child
         print(json.dumps(measure(point, int(window), int(repeats), float(max_repeat_s), join == "1")))
+        return
+    if args.show:
+        saved = json.loads(args.show.read_text())
+        print_table(saved["results"], saved["window"], saved.get("repeats", args.repeats))
         return
     if args.datasets and not DATA.is_dir():
         sys.exit(f"no data at {DATA}: set IIRG_DATA_DIR to the shared data folder")
@@ -186,28 +219,9 @@ def main() -> None:
         results[point] = json.loads(child.stdout.strip().splitlines()[-1])
         print(f"{point}: {results[point]}", file=sys.stderr, flush=True)
 
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"co-occurrence, window {args.window} (embedded LadybugDB; best of {args.repeats})")
-    for col in ("point", "interactions", "pairs", "numpy s", "path s", "path / numpy", "join s", "join / numpy",
-                "next (path) s", "interactions vs 1x", "numpy vs 1x", "path vs 1x", "join vs 1x",
-                "load s", "peak RSS MB"):
-        table.add_column(col, justify="right")
-
-    def ratio(a, b):
-        return f"{a / b:.2f}x" if a is not None and b else "-"
-
-    for point, r in results.items():
-        base = results.get(point.split(" ")[0] + " x1") if " x" in point else None
-        vs = (lambda key: ratio(r.get(key), base.get(key))) if base else (lambda key: "")
-        table.add_row(point, f"{r['interactions']:,}", f"{r['pairs']:,}", f"{r['numpy_s']:.3f}", f"{r['path_s']:.3f}",
-                      ratio(r["path_s"], r["numpy_s"]), f"{r['join_s']:.3f}" if "join_s" in r else "-",
-                      ratio(r.get("join_s"), r["numpy_s"]), f"{r['next_path_s']:.3f}", vs("interactions"),
-                      vs("numpy_s"), vs("path_s"), vs("join_s"), f"{r['load_s']:.2f}", f"{r['peak_rss_mb']:,.0f}")
-    Console(width=250).print(table)
+    print_table(results, args.window, args.repeats)
     args.save.parent.mkdir(parents=True, exist_ok=True)
-    args.save.write_text(json.dumps({"window": args.window, "results": results}, indent=2))
+    args.save.write_text(json.dumps({"window": args.window, "repeats": args.repeats, "results": results}, indent=2))
     print(f"saved {args.save}")
 
 
