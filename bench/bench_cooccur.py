@@ -162,7 +162,7 @@ def print_table(results: dict[str, dict], window: int, repeats: int) -> None:
     from rich.table import Table
 
     table = Table(title=f"co-occurrence, window {window} (embedded LadybugDB; best of {repeats})")
-    for col in ("point", "interactions", "pairs", "numpy s", "path s", "path / numpy", "join s", "join / numpy",
+    for col in ("point", "interactions", "item pairs", "numpy s", "path s", "path / numpy", "join s", "join / numpy",
                 "next (path) s", "interactions vs 1x", "numpy vs 1x", "path vs 1x", "join vs 1x",
                 "load s", "peak RSS MB: load", "+ path", "+ numpy, join"):
         table.add_column(col, justify="right")

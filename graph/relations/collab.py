@@ -32,12 +32,14 @@ if TYPE_CHECKING:
 # pairs (a before b); `fold_directions` adds each pair's mirror (b before a), which is exactly the
 # other half of "both directions". The old join of every user's INTERACTED edges with each other
 # (COOCCURRENCE_JOIN_QUERY, kept for bench/bench_cooccur.py) is O(n^2) per user.
-# Measured on LadybugDB, ml-100k, W = 5 (best of 3, 2 busy cores): this path pattern 0.32 s; a keyed
-# join on (event id + d, same user) with UNWIND range(1, $window) 1.6 s (LadybugDB plans it as a hash
-# join over all events per offset); W fixed-length patterns joined by UNION ALL 1.1 s; the O(n^2) join
-# 1.2 s; folding both directions inside Cypher (UNWIND [[x, y], [y, x]] and a second aggregation)
-# 0.69 s instead of 0.32 s + ~0.03 s in numpy. The hop is `b.pos - a.pos` (= the path's length, as
-# positions are consecutive) because `length(r)` makes LadybugDB build every path (0.55 s).
+# Alternatives measured on LadybugDB, ml-100k, W = 5 (query only, best of 3, 2 shared cores): this
+# path pattern 0.32 s; a keyed join on (event id + d, same user) over UNWIND range(1, $window) 1.6 s
+# (planned as a hash join over all events); W fixed-length patterns joined by UNION ALL 1.1 s; the
+# O(n^2) join 1.2 s; folding both directions inside Cypher (UNWIND [[x, y], [y, x]] and a second
+# aggregation) 0.69 s, against 0.32 s + ~0.05 s for the numpy fold; reading the item through OF_ITEM
+# 0.87 s, hence `Event.item_idx`. The hop is `b.pos - a.pos` (= the path's length, positions being
+# consecutive) because `length(r)` makes LadybugDB build every path (0.55 s). bench/bench_cooccur.py
+# compares the whole step with a vectorized numpy anchor and the old join, and its scaling.
 # Neither dialect takes a parameter as a variable-length bound, so W is written into the text:
 # an int checked here, never user text. LadybugDB caps the bound at 30 (GraphConfig checks it).
 def cooccurrence_query(window: int) -> str:
