@@ -4,14 +4,17 @@
 
 Stages (each timed in the report):
   embed       item-text embeddings (cached by text hash), stored on the Item nodes at load
-  load        users, items and ordered INTERACTED edges (embedded: COPY into a fresh database;
-              Neo4j: a new copy stamped with the build id, in batches), through `GraphStore.rebuild`
+  load        users, items, ordered INTERACTED edges and each sequence as a path of Event nodes
+              (NEXT_EVENT in position order; embedded: COPY into a fresh database; Neo4j: a new copy
+              stamped with the build id, in batches), through `GraphStore.rebuild`
   popularity  training interactions per item (Cypher) -> Item.popularity
 then each relation's own stages, in registry order within `build_after` (graph/relations):
-  next        NEXT: one-hop transitions between consecutive training positions (Cypher)
+  next        NEXT: one-hop transitions between consecutive training positions (Cypher, one
+              NEXT_EVENT step)
   semantic    SIMILAR: exact top-k cosine over the embeddings (Neo4j: its vector index)
-  cooccur     COLLAB: co-occurrence within the window (Cypher aggregation) -> top-k, ranked by count,
-              then the neighbour's training popularity, then source order (IIRG reference)
+  cooccur     COLLAB: co-occurrence within the window (Cypher over NEXT_EVENT paths of 1..W steps)
+              -> top-k, ranked by count, then the neighbour's training popularity, then source
+              order (IIRG reference)
   backfill    COLLAB: items with fewer than k collaborative neighbours get the co-occurrence
               neighbours of their nearest semantic neighbours (Cypher), source='semantic_backfill'
   (optional relations named in GraphConfig.extra_relations add theirs, e.g. SHARES_META's `meta`)
@@ -121,6 +124,30 @@ def load_dataset(session: GraphSession, dataset: Dataset, embeddings: np.ndarray
         "user_id": inter["user_id"].to_numpy(), "item_id": inter["item_id"].to_numpy(),
         "pos": inter["pos"].to_numpy(), "ts": pa.array(inter["ts"], type=pa.int64()),
         "split": inter["split"].to_numpy()}), Q.CREATE_INTERACTIONS_QUERY_NEO4J)
+    load_events(session, dataset)
+
+
+def load_events(session: GraphSession, dataset: Dataset) -> None:
+    """Each user's sequence as a path: one `Event` per interaction, chained by `NEXT_EVENT` in
+    position order, each linked to its user (`HAS_EVENT`) and item (`OF_ITEM`); see graph/queries.py.
+
+    Event ids are row numbers in (user, pos) order, so consecutive positions of one user are
+    consecutive ids and the chain is every id to the next one of the same user. `item_idx` is the
+    item's `Item.idx` (its row in dataset.items). On Neo4j they are stamped with the build like the
+    rest of the copy (graph/queries.py), so ids restart at 0 in every copy without clashing.
+    """
+    inter = dataset.interactions
+    inter = inter.iloc[np.lexsort((inter["pos"].to_numpy(), pd.factorize(inter["user_id"])[0]))]
+    users, items = inter["user_id"].to_numpy(), inter["item_id"].to_numpy()
+    ids = np.arange(len(inter), dtype=np.int64)
+    events = pa.table({"id": ids, "item_idx": pd.Index(dataset.items["item_id"]).get_indexer(items).astype(np.int64),
+                       "pos": inter["pos"].to_numpy(dtype=np.int64), "split": inter["split"].to_numpy()})
+    session.bulk_create("Event", events, Q.CREATE_EVENTS_QUERY_NEO4J)
+    session.bulk_create("HAS_EVENT", pa.table({"user_id": users, "event_id": ids}), Q.CREATE_HAS_EVENT_QUERY_NEO4J)
+    session.bulk_create("OF_ITEM", pa.table({"event_id": ids, "item_id": items}), Q.CREATE_OF_ITEM_QUERY_NEO4J)
+    same_user = np.flatnonzero(users[1:] == users[:-1])
+    session.bulk_create("NEXT_EVENT", pa.table({"src_event_id": ids[same_user], "dst_event_id": ids[same_user + 1]}),
+                        Q.CREATE_NEXT_EVENTS_QUERY_NEO4J)
 
 
 # -- relations --------------------------------------------------------------------------------------

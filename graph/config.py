@@ -10,6 +10,9 @@ from pathlib import Path
 from common.errors import ConfigError
 
 DEFAULT_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# The widest collaborative window: co-occurrence follows paths of 1..W events, and LadybugDB refuses a
+# variable-length bound above 30 (graph/relations/collab.py).
+MAX_WINDOW = 30
 
 
 def default_cache_dir() -> Path:
@@ -19,7 +22,8 @@ def default_cache_dir() -> Path:
 @dataclass
 class GraphConfig:
     window: int = field(default=5, metadata={
-        "help": "collaborative window W: items within W positions of each other co-occur (both directions)"})
+        "help": f"collaborative window W (1..{MAX_WINDOW}): items within W positions of each other co-occur "
+                "(both directions)"})
     collab_k: int = field(default=10, metadata={"help": "collaborative neighbours kept per item (top-k)"})
     semantic_k: int = field(default=10, metadata={"help": "semantic neighbours kept per item (top-k cosine)"})
     semantic: bool = field(default=True, metadata={
@@ -43,8 +47,9 @@ class GraphConfig:
         "help": "neighbours kept per item by the top-k extra relations (SHARES_META)"})
 
     def __post_init__(self):
-        if self.window < 1:
-            raise ConfigError("window must be >= 1")
+        if not 1 <= self.window <= MAX_WINDOW:
+            raise ConfigError(f"window must be in 1..{MAX_WINDOW} (LadybugDB's largest variable-length "
+                              f"bound), got {self.window}")
         if self.collab_k < 1 or self.semantic_k < 1 or self.extra_k < 1:
             raise ConfigError("collab_k, semantic_k and extra_k must be >= 1")
         self.extra_relations = tuple(self.extra_relations)

@@ -81,18 +81,18 @@ CONVERT_ROWS = 100_000
 # -- the build stamp (graph/queries.py explains the model) ------------------------------------------
 # Deletes run server-side over millions of rows, so they commit in inner transactions of $batch_rows
 # rows. Relationships go first, so that no inner transaction has to detach a user's whole history at
-# once; every relationship starts at a User or an Item, and the unstamped ones a later stage adds
+# once; every relationship starts at a User, an Item or an Event, and the unstamped ones a later stage adds
 # (RECOMMENDED) go with their user's copy.
 
 # A failed build's own copy (served by the `build` indexes of the schema).
 DELETE_BUILD_RELATIONSHIPS_QUERY_NEO4J = """
-MATCH (n:User|Item)-[r]->()
+MATCH (n:User|Item|Event)-[r]->()
 WHERE n.build = $build
 CALL (r) { DELETE r } IN TRANSACTIONS OF $batch_rows ROWS
 """
 
 DELETE_BUILD_NODES_QUERY_NEO4J = """
-MATCH (n:User|Item)
+MATCH (n:User|Item|Event)
 WHERE n.build = $build
 CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF $batch_rows ROWS
 """
@@ -100,13 +100,13 @@ CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF $batch_rows ROWS
 # Every copy but one: after a finished build, all but it; before a build, all but the current one
 # (what a killed build or a failed cleanup left). A copy from before the stamp has none: -1.
 DELETE_OTHER_BUILDS_RELATIONSHIPS_QUERY_NEO4J = """
-MATCH (n:User|Item)-[r]->()
+MATCH (n:User|Item|Event)-[r]->()
 WHERE coalesce(n.build, -1) <> $keep_build
 CALL (r) { DELETE r } IN TRANSACTIONS OF $batch_rows ROWS
 """
 
 DELETE_OTHER_BUILDS_NODES_QUERY_NEO4J = """
-MATCH (n:User|Item)
+MATCH (n:User|Item|Event)
 WHERE coalesce(n.build, -1) <> $keep_build
 CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF $batch_rows ROWS
 """

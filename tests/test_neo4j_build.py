@@ -38,12 +38,14 @@ pytest_plugins = ["neo4j_support"]
 # The statements a build sends with `$build` on Neo4j, and without it (no stamp) on LadybugDB.
 BUILD_READS_AND_WRITES = {
     "POPULARITY": Q.POPULARITY_QUERY, "SET_POPULARITY": Q.SET_POPULARITY_QUERY,
-    "TRANSITIONS": transitions.TRANSITIONS_QUERY, "COOCCURRENCE": collab.COOCCURRENCE_QUERY,
+    "TRANSITIONS": transitions.TRANSITIONS_QUERY, "COOCCURRENCE": collab.cooccurrence_query(5),
     "BACKFILL_CANDIDATES": collab.BACKFILL_CANDIDATES_QUERY,
     "SHARED_CATEGORY_PAIRS": shares_meta.SHARED_CATEGORY_PAIRS_QUERY,
     "SHARED_BRAND_PAIRS": shares_meta.SHARED_BRAND_PAIRS_QUERY,
 }
 NEO4J_BUILD_WRITES = [Q.CREATE_ITEMS_QUERY_NEO4J, Q.CREATE_USERS_QUERY_NEO4J, Q.CREATE_INTERACTIONS_QUERY_NEO4J,
+                      Q.CREATE_EVENTS_QUERY_NEO4J, Q.CREATE_HAS_EVENT_QUERY_NEO4J, Q.CREATE_OF_ITEM_QUERY_NEO4J,
+                      Q.CREATE_NEXT_EVENTS_QUERY_NEO4J,
                       similar.CREATE_SIMILAR_FROM_INDEX_QUERY_NEO4J,
                       *(spec.create_query for spec in RELATIONS.values())]
 
@@ -78,7 +80,7 @@ def test_cleanup_deletes_relationships_first_in_batches_with_values_as_parameter
         assert "DELETE r" in relationships and "DETACH DELETE n" in nodes
     for query, _ in failed + others:
         assert "IN TRANSACTIONS OF $batch_rows ROWS" in query       # batch size: a parameter too
-        assert "MATCH (n:User|Item)" in query                       # never another application's nodes
+        assert "MATCH (n:User|Item|Event)" in query                 # never another application's nodes
     assert "coalesce(n.build, -1) <> $keep_build" in DELETE_OTHER_BUILDS_NODES_QUERY_NEO4J  # unstamped: old
     with pytest.raises(ValueError, match="failed"):
         stamp_cleanup("everything", 1)

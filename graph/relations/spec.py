@@ -89,6 +89,11 @@ class BuildContext:
         """The parameters of the aggregation queries: which splits feed relations, the window."""
         return {"splits": self.config.splits, "window": self.config.window}
 
+    @property
+    def item_ids(self) -> np.ndarray:
+        """Item ids by `Item.idx` (`Event.item_idx`): the row order of dataset.items."""
+        return self.dataset.items["item_id"].to_numpy(dtype=object)
+
     def read(self, query: Query, params: dict, columns: list[str]) -> pd.DataFrame:
         """A read as a DataFrame with known columns (also when there are no rows)."""
         return self.session.run_columns(query, params)[columns]

@@ -13,18 +13,21 @@ import pandas as pd
 from graph.dialect import PerDialect
 from graph.relations.spec import BuildContext, Legend, Relation
 
-# Consecutive positions of one user, an item followed by itself excluded. On Neo4j only this build's
-# copy of the graph (graph/queries.py: build stamp); a user's edges never leave its copy.
+# Consecutive positions of one user, an item followed by itself excluded: one NEXT_EVENT step of the
+# sequence's path (graph/queries.py), O(n) per user of n interactions where joining the user's
+# INTERACTED edges with each other on `b.pos = a.pos + 1` is O(n^2). Items come back as `Item.idx`
+# (copied on the event), mapped to ids by the build: no OF_ITEM hop per position. On Neo4j only this
+# build's copy of the graph (graph/queries.py: build stamp); a user's events never leave its copy.
 TRANSITIONS_QUERY = PerDialect(
     ladybug="""
-MATCH (u:User)-[a:INTERACTED]->(i:Item), (u)-[b:INTERACTED]->(j:Item)
-WHERE b.pos = a.pos + 1 AND a.split IN $splits AND b.split IN $splits AND i.id <> j.id
-RETURN i.id AS src_item_id, j.id AS dst_item_id, count(*) AS count
+MATCH (a:Event)-[:NEXT_EVENT]->(b:Event)
+WHERE a.split IN $splits AND b.split IN $splits AND a.item_idx <> b.item_idx
+RETURN a.item_idx AS src_item_idx, b.item_idx AS dst_item_idx, count(*) AS count
 """,
     neo4j="""
-MATCH (u:User {build: $build})-[a:INTERACTED]->(i:Item), (u)-[b:INTERACTED]->(j:Item)
-WHERE b.pos = a.pos + 1 AND a.split IN $splits AND b.split IN $splits AND i.id <> j.id
-RETURN i.id AS src_item_id, j.id AS dst_item_id, count(*) AS count
+MATCH (a:Event {build: $build})-[:NEXT_EVENT]->(b:Event)
+WHERE a.split IN $splits AND b.split IN $splits AND a.item_idx <> b.item_idx
+RETURN a.item_idx AS src_item_idx, b.item_idx AS dst_item_idx, count(*) AS count
 """)
 
 CREATE_NEXT_QUERY_NEO4J = """
@@ -44,7 +47,10 @@ COLUMNS = ("src_item_id", "dst_item_id", "count")
 
 def build(ctx: BuildContext) -> pd.DataFrame:
     with ctx.stage("next"):
-        edges = ctx.read(TRANSITIONS_QUERY, ctx.params, list(COLUMNS))
+        pairs = ctx.read(TRANSITIONS_QUERY, {"splits": ctx.config.splits}, ["src_item_idx", "dst_item_idx", "count"])
+        edges = pd.DataFrame({"src_item_id": ctx.item_ids[pairs["src_item_idx"].to_numpy(dtype=np.int64)],
+                              "dst_item_id": ctx.item_ids[pairs["dst_item_idx"].to_numpy(dtype=np.int64)],
+                              "count": pairs["count"].to_numpy()})
         edges = edges.sort_values(["src_item_id", "dst_item_id"], ignore_index=True)
         edges["count"] = edges["count"].astype(np.int64)
         edges["split_scope"] = ctx.config.split_scope

@@ -1,0 +1,102 @@
+"""Sequences as paths: every interaction is an `Event`, each user's events are chained by
+`NEXT_EVENT`, and NEXT and COLLAB are computed along those paths. On long histories (hundreds of
+positions per user, where the window is a small part of the sequence) the co-occurrence of every
+pair, NEXT and the top-k COLLAB edges equal the plain-Python reference, and the co-occurrence equals
+the old O(n^2) join, on a real on-disk store (and Neo4j where a Docker daemon exists)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.errors import ConfigError
+from graph import reference
+from graph.build import build_run, read_relations
+from graph.config import MAX_WINDOW, GraphConfig
+from graph.relations.collab import COOCCURRENCE_JOIN_QUERY, cooccurrence_query, fold_directions, read_cooccurrence
+from graph.rundir import RunPaths
+from graph.store import open_store
+from ingest.schema import IngestReport, build_dataset
+from neo4j_support import BOTH_BACKENDS
+
+# Lengths: two long histories, one medium, one at the minimum that still has training positions.
+LENGTHS = {"long1": 700, "long2": 450, "mid": 60, "short": 4}
+N_ITEMS = 40   # a small catalogue, so items recur within a window, immediate repeats included
+
+
+def long_dataset():
+    rng = np.random.default_rng(7)
+    rows = []
+    for user, length in LENGTHS.items():
+        # Zipf-like popularity: a few items recur often, so counts and ties are not all 1.
+        items = np.minimum(rng.zipf(1.5, length), N_ITEMS) - 1
+        rows += [(user, f"i{item}", n) for n, item in enumerate(items)]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "order"])
+    ids = [f"i{k}" for k in range(N_ITEMS)]
+    items = pd.DataFrame({"item_id": ids, "raw_title": [f"Item {k}" for k in range(N_ITEMS)]})
+    return build_dataset("long", items, inter, IngestReport(), source={"format": "test"})
+
+
+@pytest.mark.parametrize("store_config", BOTH_BACKENDS, indirect=True)
+@pytest.mark.parametrize("window,include_valid", [(5, False), (12, True)])
+def test_long_histories_equal_the_reference(store_config, tmp_path, window, include_valid):
+    dataset = long_dataset()
+    config = GraphConfig(window=window, collab_k=6, semantic=False, include_valid=include_valid)
+    build_run(RunPaths.of(tmp_path / "run"), dataset, store_config, config, progress=False)
+    sequences = list(dataset.sequences(tuple(config.splits)).values())
+    assert max(len(s) for s in sequences) > 40 * window   # the window is a small part of a history
+
+    with open_store(store_config, read_only=True) as store:
+        folded = read_cooccurrence(store, dataset.items["item_id"].to_numpy(), window, config.splits)
+        joined = store.run_columns(COOCCURRENCE_JOIN_QUERY, {"splits": config.splits, "window": window})
+        relations = read_relations(store, config)
+        n_events = store.run("MATCH (e:Event) RETURN count(e) AS n")[0]["n"]
+        n_links = store.run("MATCH (:Event)-[r:NEXT_EVENT]->(:Event) RETURN count(r) AS n")[0]["n"]
+        bad_links = store.run("MATCH (u:User)-[:HAS_EVENT]->(a:Event)-[:NEXT_EVENT]->(b:Event)<-[:HAS_EVENT]-(v:User) "
+                              "WHERE b.pos <> a.pos + 1 OR u <> v RETURN count(*) AS n")[0]["n"]
+        path = store.run_df("MATCH (:User {id: $user_id})-[:HAS_EVENT]->(e:Event)-[:OF_ITEM]->(i:Item) "
+                            "RETURN e.pos AS pos, e.split AS split, i.id AS item_id, e.item_idx AS item_idx, "
+                            "i.idx AS idx ORDER BY pos", {"user_id": "long1"})
+
+    # The path is the sequence: one event per interaction, each linked to the next position only.
+    assert n_events == len(dataset.interactions)
+    assert n_links == len(dataset.interactions) - len(LENGTHS) and bad_links == 0
+    inter = dataset.interactions[dataset.interactions["user_id"] == "long1"].sort_values("pos")
+    assert path["item_id"].tolist() == inter["item_id"].tolist() and path["item_idx"].equals(path["idx"])
+    assert path["split"].tolist() == inter["split"].tolist() and path["pos"].tolist() == list(range(len(inter)))
+
+    # Every co-occurring pair (not only the top k): path pattern == old join == plain Python.
+    expected = {key: tuple(value) for key, value in reference.cooccurrence(sequences, window).items()}
+    got = {(a, b): (int(c), int(h)) for a, b, c, h in folded.itertuples(index=False)}
+    old = {(a, b): (int(c), int(h)) for a, b, c, h in joined[["item_id", "neighbor_id", "count", "hop"]]
+           .itertuples(index=False)}
+    assert got == expected == old
+    assert any(hop > 1 for _, hop in got.values()) and any(count > 10 for count, _ in got.values())
+
+    assert {(a, b): int(c) for a, b, c in relations.next.itertuples(index=False)} == \
+        dict(reference.transitions(sequences))
+    want = reference.collaborative_neighbours(sequences, dataset.items["item_id"].tolist(), window, config.collab_k)
+    collab = {}
+    for r in relations.collab.sort_values(["item_id", "rank"]).itertuples(index=False):
+        collab.setdefault(r.item_id, []).append((int(r.rank), r.neighbor_id, int(r.count), int(r.hop)))
+    assert collab == {i: [(n["rank"], n["neighbor_id"], n["count"], n["hop"]) for n in ns] for i, ns in want.items()}
+
+
+def test_fold_directions_adds_mirrors_and_keeps_the_smallest_hop():
+    forward = pd.DataFrame({"item_idx": [0, 1, 0, 2], "neighbor_idx": [1, 0, 2, 3],
+                            "count": [3, 2, 1, 4], "hop": [2, 1, 5, 3]})
+    got = fold_directions(forward).sort_values(["item_idx", "neighbor_idx"], ignore_index=True)
+    assert got.to_dict("list") == {"item_idx": [0, 0, 1, 2, 2, 3], "neighbor_idx": [1, 2, 0, 0, 3, 2],
+                                   "count": [5, 1, 5, 1, 4, 4], "hop": [1, 5, 1, 5, 3, 3]}
+    empty = fold_directions(forward.iloc[0:0])
+    assert list(empty.columns) == ["item_idx", "neighbor_idx", "count", "hop"] and len(empty) == 0
+
+
+def test_window_is_checked_before_it_reaches_the_query_text():
+    assert all("*1..7]" in text for text in (cooccurrence_query(7).ladybug, cooccurrence_query(7).neo4j))
+    for bad in (0, MAX_WINDOW + 1, "5", 2.0, True):
+        with pytest.raises(ValueError):
+            cooccurrence_query(bad)
+    with pytest.raises(ConfigError, match="window"):
+        GraphConfig(window=MAX_WINDOW + 1)
