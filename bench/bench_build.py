@@ -57,7 +57,8 @@ def measure(name: str, part: str, cache_dir: str) -> dict:
         # The same semantic neighbours the graph has (cached embeddings, not timed), so the
         # reference does the back-fill too, like the Cypher stages it is compared with.
         embeddings, _ = embed_items(item_texts(dataset.items, config.description_chars), config.embed_model,
-                                    config.cache_dir, progress=False)
+                                    config.cache_dir, config.embed_batch_size, progress=False,
+                                    backend=config.embed_backend)
         neighbours, _ = topk_cosine(embeddings, config.semantic_k, config.similarity_batch_rows, progress=False)
         ids = dataset.items["item_id"].to_numpy()
         similar = {ids[i]: ids[row].tolist() for i, row in enumerate(neighbours)}

@@ -188,7 +188,8 @@ def build_graph(dataset: Dataset, store: GraphStore, config: GraphConfig, progre
             with report.stage("embed", bar):
                 texts = item_texts(dataset.items, config.description_chars)
                 embeddings, report.embedding = embed_items(texts, config.embed_model, config.cache_dir,
-                                                           config.embed_batch_size, progress)
+                                                           config.embed_batch_size, progress,
+                                                           config.embed_backend)
         # All or nothing: a Neo4j transaction, or the fresh embedded database build_run swaps in.
         with store.rebuild(Q.SCHEMA_QUERIES) as session:
             with report.stage("load", bar):
