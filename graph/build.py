@@ -26,9 +26,10 @@ include_valid); the test item never does.
 from __future__ import annotations
 
 import json
+import resource
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
 class BuildReport:
     seconds: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    # Peak RSS of the process by the end of each stage (MB): where a large build's memory goes.
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
     embedding: EmbeddingStats | None = None
 
     @contextmanager
@@ -61,10 +64,11 @@ class BuildReport:
         start = time.perf_counter()
         yield
         self.seconds[name] = round(time.perf_counter() - start, 3)
+        self.peak_rss_mb[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         bar.update(1)
 
     def to_dict(self) -> dict:
-        out = {"seconds": self.seconds, "counts": self.counts}
+        out = {"seconds": self.seconds, "counts": self.counts, "peak_rss_mb": self.peak_rss_mb}
         if self.embedding:
             out["embedding"] = {"items": self.embedding.items, "embedded": self.embedding.embedded,
                                 "forward_seconds": round(self.embedding.seconds, 3),
@@ -251,7 +255,7 @@ def build_run(run: "RunPaths", dataset: Dataset, store_config: "StoreConfig", co
         GraphError: no training transitions, a store that cannot be opened or built, RunBusy.
     """
     from graph.export import write_export
-    from graph.store import StoreConfig, open_store
+    from graph.store import open_store
 
     if training_transitions(dataset, config.splits) == 0:
         raise GraphError(f"dataset {dataset.name!r} has no training transitions (no user has two "
@@ -287,7 +291,8 @@ def build_run(run: "RunPaths", dataset: Dataset, store_config: "StoreConfig", co
             new_store = stage.path(store_dir)
             new_store.mkdir()
             # The database is closed before its folder is swapped in.
-            with open_store(StoreConfig(backend="embedded", path=new_store / db_name)) as store:
+            # The run's store settings (buffer pool, threads) with the staging path.
+            with open_store(replace(store_config, path=new_store / db_name)) as store:
                 relations, report = build_graph(dataset, store, config, progress)
             commit_run(relations, report)
         else:

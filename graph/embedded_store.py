@@ -22,15 +22,25 @@ if TYPE_CHECKING:
     from graph.readonly import QueryPlan
 
 
+# The buffer pool when StoreConfig.buffer_pool_mb is None. LadybugDB's own default (80% of RAM)
+# would let one build take most of a shared machine; 2 GB holds the 20M-interaction synthetic
+# MovieLens build (bench/bench_scale.py: its largest query working set is the co-occurrence
+# aggregation), and a smaller graph never grows the pool to it: pages are allocated on use.
+DEFAULT_BUFFER_POOL_MB = 2048
+
+
 class EmbeddedStore:
     dialect = "ladybug"
 
-    def __init__(self, path: str, *, read_only: bool = False, max_threads: int = 0):
+    def __init__(self, path: str, *, read_only: bool = False, max_threads: int = 0,
+                 buffer_pool_mb: int | None = None):
         if read_only and not os.path.exists(path):
             raise StoreUnavailable(f"no graph at {path}: run `iirg build` for this run first")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         try:
-            self._db = ladybug.Database(path, read_only=read_only, max_num_threads=max_threads)
+            pool_mb = DEFAULT_BUFFER_POOL_MB if buffer_pool_mb is None else buffer_pool_mb
+            self._db = ladybug.Database(path, read_only=read_only, max_num_threads=max_threads,
+                                        buffer_pool_size=pool_mb * 2**20)
             self._conn = ladybug.Connection(self._db)
         except RuntimeError as e:  # ladybug raises RuntimeError for locked / corrupt files
             raise StoreUnavailable(f"cannot open the embedded graph at {path}: {e}") from e
