@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from graph.config import MAX_WINDOW
 from graph.dialect import PerDialect
@@ -45,26 +43,68 @@ if TYPE_CHECKING:
 # an int checked here, never user text. LadybugDB caps the bound at 30 (GraphConfig checks it).
 # On Neo4j only this build's copy of the graph (graph/queries.py: build stamp); paths never leave it.
 def cooccurrence_query(window: int) -> PerDialect[str]:
-    """Forward co-occurrence within `window` positions: (Item.idx of a, of a later b) -> count, min hop."""
+    """Forward co-occurrence within `window` positions: (Item.idx of a, of a later b) -> count, min hop,
+    for the anchors a with `$lo <= a.item_idx < $hi` (one chunk, `read_forward`)."""
     if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= MAX_WINDOW:
         raise ValueError(f"window must be an int in 1..{MAX_WINDOW}, got {window!r}")
     tail = f"""-[:NEXT_EVENT*1..{window}]->(b:Event)
 WHERE a.split IN $splits AND b.split IN $splits AND a.item_idx <> b.item_idx
+  AND a.item_idx >= $lo AND a.item_idx < $hi
 RETURN a.item_idx AS item_idx, b.item_idx AS neighbor_idx, count(*) AS count, min(b.pos - a.pos) AS hop
 """
     return PerDialect(ladybug="\nMATCH (a:Event)" + tail, neo4j="\nMATCH (a:Event {build: $build})" + tail)
 
 
+# Training events per chunk of the co-occurrence query. A chunk is a range of anchor items, so its
+# pairs are final (no pair spans two chunks): the database's aggregation table and the Arrow result
+# hold one chunk's pairs at a time, and the progress bar moves per chunk. The 20M-interaction
+# synthetic MovieLens (bench/bench_scale.py) makes ~10 chunks; ml-100k one.
+CHUNK_EVENTS = 2_000_000
+
+
+def anchor_chunks(popularity_by_idx: np.ndarray, chunk_events: int = CHUNK_EVENTS) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of Item.idx holding ~chunk_events training events each (by popularity)."""
+    n = len(popularity_by_idx)
+    total = int(popularity_by_idx.sum())
+    parts = max(1, -(-total // chunk_events))
+    if parts == 1 or n == 0:
+        return [(0, max(n, 1))]
+    cuts = np.searchsorted(np.cumsum(popularity_by_idx), np.arange(1, parts) * total / parts) + 1
+    bounds = np.unique(np.r_[0, np.minimum(cuts, n), n])
+    return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def read_forward(session: "GraphSession", window: int, splits: list[str], chunks: list[tuple[int, int]],
+                 progress: bool = False) -> pd.DataFrame:
+    """The forward pairs (item_idx, neighbor_idx, count, hop), chunk by chunk, in compact dtypes
+    (int32 item positions and counts, int8 hops: 13 bytes a pair where Arrow's int64s take 32)."""
+    from tqdm.auto import tqdm
+
+    query = cooccurrence_query(window)
+    parts = []
+    for lo, hi in tqdm(chunks, desc="co-occurrence", unit="chunk", leave=False, disable=not progress):
+        table = session.run_columns(query, {"splits": splits, "lo": lo, "hi": hi})
+        parts.append(pd.DataFrame({
+            "item_idx": table["item_idx"].to_numpy(dtype=np.int32),
+            "neighbor_idx": table["neighbor_idx"].to_numpy(dtype=np.int32),
+            "count": table["count"].to_numpy(dtype=np.int64).astype(np.int32),
+            "hop": table["hop"].to_numpy(dtype=np.int8)}))
+        del table
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
 def read_cooccurrence(session: "GraphSession", item_ids: np.ndarray, window: int, splits: list[str]) -> pd.DataFrame:
     """Co-occurrence of every item pair within `window` positions of the `splits` parts, both
     directions: rows of (item_id, neighbor_id, count, hop). `item_ids[k]` is the item whose
-    `Item.idx` is k (dataset.items' order)."""
-    forward = session.run_columns(cooccurrence_query(window), {"splits": splits})
+    `Item.idx` is k (dataset.items' order). One chunk: for tests and benchmarks; the build reads
+    `read_forward` in chunks and keeps integer positions."""
+    forward = read_forward(session, window, splits, [(0, max(len(item_ids), 1))])
     pairs = fold_directions(forward)
     item_ids = np.asarray(item_ids, dtype=object)
     return pd.DataFrame({"item_id": item_ids[pairs["item_idx"].to_numpy()],
                          "neighbor_id": item_ids[pairs["neighbor_idx"].to_numpy()],
-                         "count": pairs["count"].to_numpy(), "hop": pairs["hop"].to_numpy()})
+                         "count": pairs["count"].to_numpy(dtype=np.int64),
+                         "hop": pairs["hop"].to_numpy(dtype=np.int64)})
 
 
 # The O(n^2)-per-user join this module used before sequences were paths, with the same output as
@@ -80,21 +120,31 @@ RETURN i.id AS item_id, j.id AS neighbor_id, count(*) AS count, min(abs(b.pos - 
 
 def fold_directions(forward: pd.DataFrame) -> pd.DataFrame:
     """Both directions from the forward pairs (integer item_idx, neighbor_idx, count, hop): (i, j)
-    counts the pairs with i first plus those with j first, its hop is the smaller of the two."""
+    counts the pairs with i first plus those with j first, its hop is the smaller of the two.
+
+    Compact output dtypes (int32 positions and counts, int8 hop): on 20M interactions there are
+    ~60M folded pairs, and every int64 column of them is ~0.5 GB.
+    """
     first = forward["item_idx"].to_numpy(dtype=np.int64)
     second = forward["neighbor_idx"].to_numpy(dtype=np.int64)
     n = np.int64(max(first.max(initial=0), second.max(initial=0)) + 1)
-    keys = np.concatenate([first * n + second, second * n + first])   # one int64 key per ordered pair
-    count = np.tile(forward["count"].to_numpy(dtype=np.int64), 2)
-    hop = np.tile(forward["hop"].to_numpy(dtype=np.int64), 2)
-    # One sort on (key, hop) packed in one int64 (hop <= MAX_WINDOW < 2^5; keys < 2^58 for up to
-    # 2^29 items), so the first row of each key holds its smallest hop; 1.5x faster than np.lexsort.
-    order = np.argsort((keys << 5) | hop)
-    keys, count, hop = keys[order], count[order], hop[order]
+    # One sort on (key, hop) packed in one int64: key = ordered pair (< 2^58 for up to 2^29 items),
+    # hop <= MAX_WINDOW < 2^5, so the first row of each key holds its smallest hop; 1.5x faster
+    # than np.lexsort.
+    hop = forward["hop"].to_numpy(dtype=np.int64)
+    packed = np.concatenate([((first * n + second) << 5) | hop, ((second * n + first) << 5) | hop])
+    del first, second
+    order = np.argsort(packed)
+    packed = packed[order]
+    count = np.tile(forward["count"].to_numpy(dtype=np.int32), 2)[order]
+    del order
+    keys = packed >> 5
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, np.int64)
-    return pd.DataFrame({"item_idx": keys[starts] // n, "neighbor_idx": keys[starts] % n,
-                         "count": np.add.reduceat(count, starts) if len(starts) else count,
-                         "hop": hop[starts]})
+    keys = keys[starts]
+    return pd.DataFrame({"item_idx": (keys // n).astype(np.int32), "neighbor_idx": (keys % n).astype(np.int32),
+                         "count": (np.add.reduceat(count, starts, dtype=np.int64) if len(starts) else
+                                   count.astype(np.int64)).astype(np.int32),
+                         "hop": (packed[starts] & 31).astype(np.int8)})
 
 
 # Back-fill candidates for items with fewer than k collaborative neighbours: the co-occurrence
@@ -144,28 +194,41 @@ COLUMNS = ("item_id", "neighbor_id", "rank", "count", "hop", "source", "via_item
 LINT_EXAMPLES_NEO4J = [cooccurrence_query(5).neo4j]
 
 
-def select_top_collab(cooccur: pd.DataFrame, popularity: pd.Series, order: pd.Series, k: int) -> pd.DataFrame:
+def select_top_collab(pairs: pd.DataFrame, popularity_by_idx: np.ndarray, item_ids: np.ndarray,
+                      k: int) -> pd.DataFrame:
     """Top-k co-occurrence neighbours per item: count desc, popularity desc, source order asc.
 
-    Sorted on integer keys (item positions), not strings: 1.5M pairs on Yelp sort in a fraction of
-    the time.
+    `pairs` holds integer item positions (`fold_directions`); ids are looked up for the kept rows
+    only. When the three keys fit one int64 (anchor, count, the neighbour's rank by (popularity desc,
+    position asc)), one argsort replaces the four-key np.lexsort: 60M folded pairs of the 20M
+    MovieLens shape sort in seconds, not minutes, without four key copies.
     """
-    item_ids = pa.array(order.index.to_numpy(dtype=object))
-    anchor = pc.index_in(pa.array(cooccur["item_id"].to_numpy(dtype=object)), value_set=item_ids).to_numpy()
-    neighbour = pc.index_in(pa.array(cooccur["neighbor_id"].to_numpy(dtype=object)), value_set=item_ids).to_numpy()
-    pop = popularity.reindex(order.index).fillna(0).to_numpy()[neighbour]
-    count = cooccur["count"].to_numpy()
-    # np.lexsort: the last key is the primary one.
-    ranked = np.lexsort((neighbour, -pop, -count, anchor))
+    anchor = pairs["item_idx"].to_numpy(dtype=np.int64)
+    neighbour = pairs["neighbor_idx"].to_numpy(dtype=np.int64)
+    count = pairs["count"].to_numpy(dtype=np.int64)
+    n = len(popularity_by_idx)
+    pop = np.asarray(popularity_by_idx, dtype=np.int64)
+    by_pop = np.lexsort((np.arange(n), -pop))          # neighbours in tie-break order
+    pop_rank = np.empty(n, dtype=np.int64)
+    pop_rank[by_pop] = np.arange(n)
+    item_bits = max(int(n - 1).bit_length(), 1)
+    top_count = int(count.max(initial=0))
+    count_bits = max(top_count.bit_length(), 1)
+    if 2 * item_bits + count_bits <= 63:
+        ranked = np.argsort((anchor << (count_bits + item_bits)) | ((top_count - count) << item_bits)
+                            | pop_rank[neighbour])
+    else:   # np.lexsort: the last key is the primary one
+        ranked = np.lexsort((neighbour, -pop[neighbour], -count, anchor))
     anchor_sorted = anchor[ranked]
-    starts = np.r_[0, np.flatnonzero(np.diff(anchor_sorted)) + 1]
+    starts = np.r_[0, np.flatnonzero(np.diff(anchor_sorted)) + 1] if len(ranked) else np.zeros(0, np.int64)
     rank = np.arange(len(ranked)) - np.repeat(starts, np.diff(np.r_[starts, len(ranked)])) + 1
     keep = rank <= k
-    top = cooccur.iloc[ranked[keep]].reset_index(drop=True)
-    top["rank"] = rank[keep].astype(np.int64)
-    top["source"] = "cooccur"
-    top["via_item_id"] = None
-    return top[["item_id", "neighbor_id", "rank", "count", "hop", "source", "via_item_id"]]
+    rows = ranked[keep]
+    item_ids = np.asarray(item_ids, dtype=object)
+    return pd.DataFrame({"item_id": item_ids[anchor[rows]], "neighbor_id": item_ids[neighbour[rows]],
+                         "rank": rank[keep].astype(np.int64), "count": count[rows],
+                         "hop": pairs["hop"].to_numpy(dtype=np.int64)[rows],
+                         "source": "cooccur", "via_item_id": None})
 
 
 def select_backfill(candidates: pd.DataFrame, top: pd.DataFrame, item_ids: list[str], k: int) -> pd.DataFrame:
@@ -194,9 +257,14 @@ def build(ctx: BuildContext) -> pd.DataFrame:
     config = ctx.config
     edge_params = {"window": config.window, "k": config.collab_k, "split_scope": config.split_scope}
     with ctx.stage("cooccur"):
-        cooccur = read_cooccurrence(ctx.session, ctx.item_ids, config.window, config.splits)
-        ctx.counts["cooccur_pairs"] = len(cooccur)
-        top = select_top_collab(cooccur, ctx.popularity, ctx.order, config.collab_k)
+        popularity = ctx.popularity.reindex(ctx.order.index).fillna(0).to_numpy(dtype=np.int64)
+        forward = read_forward(ctx.session, config.window, config.splits, anchor_chunks(popularity),
+                               ctx.progress)
+        pairs = fold_directions(forward)
+        del forward
+        ctx.counts["cooccur_pairs"] = len(pairs)
+        top = select_top_collab(pairs, popularity, ctx.item_ids, config.collab_k)
+        del pairs
         top["hop"] = top["hop"].astype("Int64")
         ctx.write(RELATION, top.assign(**edge_params))
 

@@ -48,11 +48,16 @@ COLUMNS = ("src_item_id", "dst_item_id", "count")
 def build(ctx: BuildContext) -> pd.DataFrame:
     with ctx.stage("next"):
         pairs = ctx.read(TRANSITIONS_QUERY, {"splits": ctx.config.splits}, ["src_item_idx", "dst_item_idx", "count"])
-        edges = pd.DataFrame({"src_item_id": ctx.item_ids[pairs["src_item_idx"].to_numpy(dtype=np.int64)],
-                              "dst_item_id": ctx.item_ids[pairs["dst_item_idx"].to_numpy(dtype=np.int64)],
-                              "count": pairs["count"].to_numpy()})
-        edges = edges.sort_values(["src_item_id", "dst_item_id"], ignore_index=True)
-        edges["count"] = edges["count"].astype(np.int64)
+        src = pairs["src_item_idx"].to_numpy(dtype=np.int64)
+        dst = pairs["dst_item_idx"].to_numpy(dtype=np.int64)
+        # Sorted by (src id, dst id) as strings through each item's rank in string order: one
+        # integer argsort, where sorting 14M rows of string ids (20M interactions) takes a minute.
+        item_ids = ctx.item_ids
+        id_rank = np.empty(len(item_ids), dtype=np.int64)
+        id_rank[np.argsort(item_ids, kind="stable")] = np.arange(len(item_ids))
+        order = np.argsort(id_rank[src] * len(item_ids) + id_rank[dst], kind="stable")
+        edges = pd.DataFrame({"src_item_id": item_ids[src[order]], "dst_item_id": item_ids[dst[order]],
+                              "count": pairs["count"].to_numpy(dtype=np.int64)[order]})
         edges["split_scope"] = ctx.config.split_scope
         ctx.write(RELATION, edges)
     return edges[list(COLUMNS)]
