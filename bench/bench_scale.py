@@ -71,9 +71,10 @@ def _lengths(rng: np.random.Generator, n_users: int, total: int) -> np.ndarray:
 def synthetic_movielens(scale: float = 1.0, seed: int = 0):
     """A canonical `Dataset` shaped like ml-20m at `scale` (1.0: 138k users, 20M interactions)."""
     import pandas as pd
+    import pyarrow as pa
 
     sys.path.insert(0, str(REPO))
-    from ingest.schema import Dataset, label_splits
+    from ingest.schema import Dataset
 
     rng = np.random.default_rng(seed)
     n_users = max(1, round(ML20M_USERS * scale))
@@ -96,14 +97,20 @@ def synthetic_movielens(scale: float = 1.0, seed: int = 0):
     gaps[starts] = 0
     ts = np.repeat(first, lengths) + (np.cumsum(gaps) - np.repeat(np.cumsum(gaps)[starts], lengths))
 
-    # Python strings, one object per distinct id shared by its rows: the canonical object columns.
-    user_ids = np.array([str(u + 1) for u in range(n_users)], dtype=object)
-    item_ids = np.array([str(i + 1) for i in range(ML20M_ITEMS)], dtype=object)
-    interactions = pd.DataFrame({
-        "user_id": user_ids[users], "item_id": item_ids[items], "pos": pos,
-        "ts": pd.array(ts, dtype="Int64"),
-        "rating": pd.array(rng.integers(1, 11, size=total) / 2.0, dtype="Float64"),
-        "split": label_splits(np.repeat(lengths, lengths), pos)})
+    # String columns built in Arrow (a take from the distinct ids), never as Python objects: 20M
+    # short-lived str objects leave GBs of fragmented heap that would count as the build's memory.
+    user_ids = pa.array([str(u + 1) for u in range(n_users)])
+    item_ids = pa.array([str(i + 1) for i in range(ML20M_ITEMS)])
+    split_code = np.zeros(total, dtype=np.int8)                  # "train"
+    split_code[pos == np.repeat(lengths, lengths) - 2] = 1       # "valid"
+    split_code[pos == np.repeat(lengths, lengths) - 1] = 2       # "test": label_splits' rule
+    interactions = pa.table({"user_id": user_ids.take(pa.array(users)), "item_id": item_ids.take(pa.array(items)),
+                             "split": pa.array(["train", "valid", "test"]).take(pa.array(split_code))}).to_pandas()
+    del users, items, split_code
+    interactions.insert(2, "pos", pos)
+    interactions.insert(3, "ts", pd.array(ts, dtype="Int64"))
+    interactions.insert(4, "rating", pd.array(rng.integers(1, 11, size=total) / 2.0, dtype="Float64"))
+    item_ids = item_ids.to_pylist()
     genre_rng = np.random.default_rng(seed + 1)
     catalogue = pd.DataFrame({
         "item_id": item_ids,

@@ -110,11 +110,6 @@ def _item_rows(dataset: Dataset, embeddings: np.ndarray | None) -> pd.DataFrame:
     return items[columns]
 
 
-# Rows per COPY (embedded) or per bulk_create call (Neo4j batches inside it): the load's progress
-# bar moves per chunk, and the Arrow slice of a 20M-row table handed over at once stays small.
-LOAD_CHUNK_ROWS = 2_000_000
-
-
 def arrow_column(column: pd.Series) -> pa.Array | pa.ChunkedArray:
     """A column as Arrow without going through Python objects: pandas' `str` columns are Arrow
     already (zero copy), where `.to_numpy()` makes one Python string per row (~60 bytes each, a GB
@@ -123,10 +118,10 @@ def arrow_column(column: pd.Series) -> pa.Array | pa.ChunkedArray:
 
 
 def _bulk_create(session: GraphSession, table: str, data: pa.Table, query: str, bar: tqdm) -> None:
-    for start in range(0, data.num_rows, LOAD_CHUNK_ROWS):
-        chunk = data.slice(start, LOAD_CHUNK_ROWS)
-        session.bulk_create(table, chunk, query)
-        bar.update(chunk.num_rows)
+    # One COPY per table: LadybugDB copies into a non-empty relationship table more slowly (4M rows
+    # in two COPYs took 1.5x the time of one), so the bar moves per table, in rows.
+    session.bulk_create(table, data, query)
+    bar.update(data.num_rows)
 
 
 def load_dataset(session: GraphSession, dataset: Dataset, embeddings: np.ndarray | None = None,
@@ -137,7 +132,7 @@ def load_dataset(session: GraphSession, dataset: Dataset, embeddings: np.ndarray
     writes a new copy under its stamp (the previous copy goes when the build finishes). Embeddings
     travel with the item rows: setting 384 floats per item afterwards, row by row through Cypher,
     costs more than the whole rest of the build. The interaction columns go over as Arrow arrays
-    (strings included) and the large tables in chunks of LOAD_CHUNK_ROWS, with a progress bar in rows.
+    (strings included), with a progress bar in rows.
     """
     items = _item_rows(dataset, embeddings)
     inter = dataset.interactions

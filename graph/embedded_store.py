@@ -23,10 +23,11 @@ if TYPE_CHECKING:
 
 
 # The buffer pool when StoreConfig.buffer_pool_mb is None. LadybugDB's own default (80% of RAM)
-# would let one build take most of a shared machine; 2 GB holds the 20M-interaction synthetic
-# MovieLens build (bench/bench_scale.py: its largest query working set is the co-occurrence
-# aggregation), and a smaller graph never grows the pool to it: pages are allocated on use.
-DEFAULT_BUFFER_POOL_MB = 2048
+# lets one build take most of a shared machine. 3 GB holds the build's largest working set, a
+# co-occurrence chunk of GraphConfig.cooccur_chunk_events (2.5M events at window 5) of the 20M
+# synthetic MovieLens (bench/bench_scale.py); a small graph never grows the pool to it: pages are
+# taken on use. Too small a pool fails the query with LadybugDB's "buffer pool is full" error.
+DEFAULT_BUFFER_POOL_MB = 3072
 
 
 class EmbeddedStore:

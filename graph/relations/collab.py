@@ -55,14 +55,16 @@ RETURN a.item_idx AS item_idx, b.item_idx AS neighbor_idx, count(*) AS count, mi
     return PerDialect(ladybug="\nMATCH (a:Event)" + tail, neo4j="\nMATCH (a:Event {build: $build})" + tail)
 
 
-# Training events per chunk of the co-occurrence query. A chunk is a range of anchor items, so its
-# pairs are final (no pair spans two chunks): the database's aggregation table and the Arrow result
-# hold one chunk's pairs at a time, and the progress bar moves per chunk. The 20M-interaction
-# synthetic MovieLens (bench/bench_scale.py) makes ~10 chunks; ml-100k one.
-CHUNK_EVENTS = 2_000_000
-
-
-def anchor_chunks(popularity_by_idx: np.ndarray, chunk_events: int = CHUNK_EVENTS) -> list[tuple[int, int]]:
+# The build reads the co-occurrence in chunks of GraphConfig.cooccur_chunk_events training events. A
+# chunk is a range of anchor items (Item.idx), so its pairs are final (no pair spans two chunks): the
+# database's working memory (the variable-length extend and the aggregation, ~0.8 GB per million
+# anchor events on LadybugDB at W = 5, in its buffer pool) and the Arrow result hold one chunk at a
+# time, and the progress bar moves per chunk. Each query also costs a fixed ~0.5 s per million events
+# of the whole graph (LadybugDB's recursive extend sets up per-node state), which is why chunks are
+# as large as the pool allows rather than small. Measured on the synthetic MovieLens shape,
+# bench/bench_scale.py. A range of event ids instead of items gave the same costs and would split
+# pairs across chunks.
+def anchor_chunks(popularity_by_idx: np.ndarray, chunk_events: int) -> list[tuple[int, int]]:
     """[lo, hi) ranges of Item.idx holding ~chunk_events training events each (by popularity)."""
     n = len(popularity_by_idx)
     total = int(popularity_by_idx.sum())
@@ -258,7 +260,7 @@ def build(ctx: BuildContext) -> pd.DataFrame:
     edge_params = {"window": config.window, "k": config.collab_k, "split_scope": config.split_scope}
     with ctx.stage("cooccur"):
         popularity = ctx.popularity.reindex(ctx.order.index).fillna(0).to_numpy(dtype=np.int64)
-        forward = read_forward(ctx.session, config.window, config.splits, anchor_chunks(popularity),
+        forward = read_forward(ctx.session, config.window, config.splits, anchor_chunks(popularity, config.cooccur_chunk_events),
                                ctx.progress)
         pairs = fold_directions(forward)
         del forward
