@@ -10,7 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tqdm.auto import tqdm
+
 from graph.dialect import PerDialect
+from graph.relations.collab import anchor_chunks
 from graph.relations.spec import BuildContext, Legend, Relation
 
 # Consecutive positions of one user, an item followed by itself excluded: one NEXT_EVENT step of the
@@ -22,11 +25,13 @@ TRANSITIONS_QUERY = PerDialect(
     ladybug="""
 MATCH (a:Event)-[:NEXT_EVENT]->(b:Event)
 WHERE a.split IN $splits AND b.split IN $splits AND a.item_idx <> b.item_idx
+  AND a.item_idx >= $lo AND a.item_idx < $hi
 RETURN a.item_idx AS src_item_idx, b.item_idx AS dst_item_idx, count(*) AS count
 """,
     neo4j="""
 MATCH (a:Event {build: $build})-[:NEXT_EVENT]->(b:Event)
 WHERE a.split IN $splits AND b.split IN $splits AND a.item_idx <> b.item_idx
+  AND a.item_idx >= $lo AND a.item_idx < $hi
 RETURN a.item_idx AS src_item_idx, b.item_idx AS dst_item_idx, count(*) AS count
 """)
 
@@ -47,7 +52,14 @@ COLUMNS = ("src_item_id", "dst_item_id", "count")
 
 def build(ctx: BuildContext) -> pd.DataFrame:
     with ctx.stage("next"):
-        pairs = ctx.read(TRANSITIONS_QUERY, {"splits": ctx.config.splits}, ["src_item_idx", "dst_item_idx", "count"])
+        # In ranges of source items, like COLLAB's co-occurrence (graph/relations/collab.py): one
+        # query over 20M events holds more of LadybugDB's buffer pool than a 2 GB pool has.
+        popularity = ctx.popularity.reindex(ctx.order.index).fillna(0).to_numpy(dtype=np.int64)
+        chunks = anchor_chunks(popularity, ctx.config.cooccur_chunk_events)
+        pairs = pd.concat([ctx.read(TRANSITIONS_QUERY, {"splits": ctx.config.splits, "lo": lo, "hi": hi},
+                                    ["src_item_idx", "dst_item_idx", "count"])
+                           for lo, hi in tqdm(chunks, desc="transitions", unit="chunk", leave=False,
+                                              disable=not ctx.progress)], ignore_index=True)
         src = pairs["src_item_idx"].to_numpy(dtype=np.int64)
         dst = pairs["dst_item_idx"].to_numpy(dtype=np.int64)
         # Sorted by (src id, dst id) as strings through each item's rank in string order: one
