@@ -49,7 +49,7 @@ def _common_parsers() -> dict[str, argparse.ArgumentParser]:
     store.add_argument("--neo4j-password", default=None, help="Neo4j password (default: $NEO4J_PASSWORD)")
     store.add_argument("--neo4j-database", default=None, help="Neo4j database (default: server default)")
     store.add_argument("--buffer-pool-mb", type=int, default=None,
-                       help="embedded store: LadybugDB buffer pool in MB (default 2048; LadybugDB's own "
+                       help="embedded store: LadybugDB buffer pool in MB (default 3072; LadybugDB's own "
                             "would be 80%% of RAM)")
     return {"run": run, "store": store}
 

@@ -40,7 +40,7 @@ class GraphConfig:
         "help": "embedding cache (keyed by model + sha256 of item text): a rebuild re-embeds nothing"})
     similarity_batch_rows: int = field(default=512, metadata={
         "help": "rows per block of the exact top-k cosine; memory ~ rows x items x 4 bytes"})
-    cooccur_chunk_events: int = field(default=1_500_000, metadata={
+    cooccur_chunk_events: int = field(default=2_500_000, metadata={
         "help": "training events whose forward window one co-occurrence (and NEXT) query reads (a range "
                 "of anchor items): LadybugDB holds ~0.8 GB of buffer pool per million at window 5, and every "
                 "query also costs ~0.5 s per million events of the whole graph (its variable-length "

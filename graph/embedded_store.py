@@ -25,11 +25,12 @@ if TYPE_CHECKING:
 
 
 # The buffer pool when StoreConfig.buffer_pool_mb is None. LadybugDB's own default (80% of RAM)
-# lets one build take most of a shared machine. 2 GB holds the build's largest working set, a
-# co-occurrence chunk of GraphConfig.cooccur_chunk_events (1.5M events at window 5) of the 20M
-# synthetic MovieLens (bench/bench_scale.py); a small graph never grows the pool to it: pages are
-# taken on use. Too small a pool fails the query with LadybugDB's "buffer pool is full" error.
-DEFAULT_BUFFER_POOL_MB = 2048
+# lets one build take most of a shared machine. The 20M-interaction synthetic MovieLens
+# (bench/bench_scale.py) needs more than 2 GB to COPY its 20M INTERACTED rows in one statement (and
+# COPYing in parts is slower), and 3 GB also holds a co-occurrence chunk of
+# GraphConfig.cooccur_chunk_events (2.5M events at window 5). A small graph never grows the pool to
+# it: pages are taken on use. Too small a pool fails with LadybugDB's "buffer pool is full" error.
+DEFAULT_BUFFER_POOL_MB = 3072
 
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
 

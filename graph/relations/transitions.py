@@ -53,7 +53,7 @@ COLUMNS = ("src_item_id", "dst_item_id", "count")
 def build(ctx: BuildContext) -> pd.DataFrame:
     with ctx.stage("next"):
         # In ranges of source items, like COLLAB's co-occurrence (graph/relations/collab.py): one
-        # query over 20M events holds more of LadybugDB's buffer pool than a 2 GB pool has.
+        # query over 20M events would hold a large part of LadybugDB's buffer pool.
         popularity = ctx.popularity.reindex(ctx.order.index).fillna(0).to_numpy(dtype=np.int64)
         chunks = anchor_chunks(popularity, ctx.config.cooccur_chunk_events)
         pairs = pd.concat([ctx.read(TRANSITIONS_QUERY, {"splits": ctx.config.splits, "lo": lo, "hi": hi},
