@@ -41,10 +41,9 @@ class GraphConfig:
     similarity_batch_rows: int = field(default=512, metadata={
         "help": "rows per block of the exact top-k cosine; memory ~ rows x items x 4 bytes"})
     cooccur_chunk_events: int = field(default=2_500_000, metadata={
-        "help": "training events whose forward window one co-occurrence (and NEXT) query reads (a range "
-                "of anchor items): LadybugDB holds ~0.8 GB of buffer pool per million at window 5, and every "
-                "query also costs ~0.5 s per million events of the whole graph (its variable-length "
-                "extend), so fewer, larger chunks are faster and need a larger --buffer-pool-mb"})
+        "help": "consecutive events per co-occurrence (and NEXT) query: LadybugDB's working memory grows "
+                "with it (a chunk that overflows the buffer pool is split in two and retried), and every "
+                "query costs ~0.5 s per million events of the graph, so larger chunks are faster"})
     extra_relations: tuple[str, ...] = field(default=(), metadata={
         "help": "optional relations to build and export as well (graph/relations): SHARES_META, items "
                 "sharing categories or brand"})

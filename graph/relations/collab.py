@@ -44,55 +44,104 @@ if TYPE_CHECKING:
 # On Neo4j only this build's copy of the graph (graph/queries.py: build stamp); paths never leave it.
 def cooccurrence_query(window: int) -> PerDialect[str]:
     """Forward co-occurrence within `window` positions: (Item.idx of a, of a later b) -> count, min hop,
-    for the anchors a with `$lo <= a.item_idx < $hi` (one chunk, `read_forward`)."""
+    for the anchor events with `$lo <= a.id < $hi` (one chunk, `read_forward`)."""
     if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= MAX_WINDOW:
         raise ValueError(f"window must be an int in 1..{MAX_WINDOW}, got {window!r}")
+    # `b.id < $hi + W` always holds (b is at most W events after a); written out, it limits the
+    # events whose properties the query fetches for b to the chunk's.
     tail = f"""-[:NEXT_EVENT*1..{window}]->(b:Event)
-WHERE a.split IN $splits AND b.split IN $splits AND a.item_idx <> b.item_idx
-  AND a.item_idx >= $lo AND a.item_idx < $hi
+WHERE a.id >= $lo AND a.id < $hi AND b.id < $hi + {window}
+  AND a.split IN $splits AND b.split IN $splits AND a.item_idx <> b.item_idx
 RETURN a.item_idx AS item_idx, b.item_idx AS neighbor_idx, count(*) AS count, min(b.pos - a.pos) AS hop
 """
     return PerDialect(ladybug="\nMATCH (a:Event)" + tail, neo4j="\nMATCH (a:Event {build: $build})" + tail)
 
 
-# The build reads the co-occurrence in chunks of GraphConfig.cooccur_chunk_events training events. A
-# chunk is a range of anchor items (Item.idx), so its pairs are final (no pair spans two chunks): the
-# database's working memory (the variable-length extend and the aggregation, ~0.8 GB per million
-# anchor events on LadybugDB at W = 5, in its buffer pool) and the Arrow result hold one chunk at a
-# time, and the progress bar moves per chunk. Each query also costs a fixed ~0.5 s per million events
-# of the whole graph (LadybugDB's recursive extend sets up per-node state), which is why chunks are
-# as large as the pool allows rather than small. Measured on the synthetic MovieLens shape,
-# bench/bench_scale.py. A range of event ids instead of items gave the same costs and would split
-# pairs across chunks.
-def anchor_chunks(popularity_by_idx: np.ndarray, chunk_events: int) -> list[tuple[int, int]]:
-    """[lo, hi) ranges of Item.idx holding ~chunk_events training events each (by popularity)."""
-    n = len(popularity_by_idx)
-    total = int(popularity_by_idx.sum())
-    parts = max(1, -(-total // chunk_events))
-    if parts == 1 or n == 0:
-        return [(0, max(n, 1))]
-    cuts = np.searchsorted(np.cumsum(popularity_by_idx), np.arange(1, parts) * total / parts) + 1
-    bounds = np.unique(np.r_[0, np.minimum(cuts, n), n])
-    return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+# The build reads the co-occurrence in chunks of GraphConfig.cooccur_chunk_events consecutive events
+# (Event ids are row numbers in (user, pos) order, so a chunk is a run of whole sequences, cut at
+# most once inside one). LadybugDB's working memory for a chunk (variable-length extend, the join
+# fetching b's properties, the aggregation; in its buffer pool) grows with the chunk, and every query
+# also costs a fixed ~0.5 s per million events of the whole graph (its recursive extend sets up
+# per-node state), so chunks are as large as the pool allows: a chunk that does not fit is split in
+# two and read again. Ranges of anchor *items* made each chunk's pairs final but reach ~W times more
+# distinct b events (anchors scattered over all sequences): a 2.5M-event item chunk of the 20M
+# synthetic MovieLens did not fit a 3 GB pool. So pairs repeat across chunks and are merged here,
+# chunk by chunk, in compact dtypes (bench/bench_scale.py measures it).
+def event_chunks(n_events: int, chunk_events: int) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of Event.id, chunk_events each (the last one shorter)."""
+    return [(lo, min(lo + chunk_events, n_events)) for lo in range(0, max(n_events, 1), chunk_events)]
+
+
+def is_pool_full(error: Exception) -> bool:
+    """LadybugDB's error for a query whose working memory does not fit its buffer pool."""
+    return "buffer pool is full" in str(error)
+
+
+def read_chunked(session: "GraphSession", query, params: dict, chunks: list[tuple[int, int]], columns: list[str],
+                 merge, desc: str, progress: bool = False):
+    """Run `query` once per event range ($lo, $hi), folding each result into the previous ones with
+    `merge(accumulated or None, frame)`. A range whose query fills LadybugDB's buffer pool is split in
+    two and each half read on its own (the bar counts events)."""
+    from tqdm.auto import tqdm
+
+    from graph.errors import GraphError
+
+    merged = None
+    pending = list(reversed(chunks))
+    total = sum(hi - lo for lo, hi in chunks)
+    with tqdm(total=total, desc=desc, unit="event", unit_scale=True, leave=False, disable=not progress) as bar:
+        while pending:
+            lo, hi = pending.pop()
+            try:
+                frame = session.run_columns(query, {**params, "lo": lo, "hi": hi})[columns]
+            except GraphError as e:
+                if not is_pool_full(e) or hi - lo < 2:
+                    raise
+                mid = (lo + hi) // 2
+                pending += [(mid, hi), (lo, mid)]
+                continue
+            merged = merge(merged, frame)
+            bar.update(hi - lo)
+    return merged
+
+
+def reduce_pairs(keys: np.ndarray, count: np.ndarray, hop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows with the same int64 key as one: counts summed (int32), the smallest hop (int8).
+
+    One sort on (key, hop) packed in one int64 (keys < 2^58, hop <= MAX_WINDOW < 2^5), so the first
+    row of each key holds its smallest hop; 1.5x faster than np.lexsort.
+    """
+    packed = (keys.astype(np.int64) << 5) | hop.astype(np.int64)
+    order = np.argsort(packed)
+    packed = packed[order]
+    count = count[order]
+    del order
+    keys = packed >> 5
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, np.int64)
+    summed = np.add.reduceat(count, starts, dtype=np.int64) if len(starts) else count.astype(np.int64)
+    return keys[starts], summed.astype(np.int32), (packed[starts] & 31).astype(np.int8)
 
 
 def read_forward(session: "GraphSession", window: int, splits: list[str], chunks: list[tuple[int, int]],
-                 progress: bool = False) -> pd.DataFrame:
-    """The forward pairs (item_idx, neighbor_idx, count, hop), chunk by chunk, in compact dtypes
-    (int32 item positions and counts, int8 hops: 13 bytes a pair where Arrow's int64s take 32)."""
-    from tqdm.auto import tqdm
+                 n_items: int, progress: bool = False) -> pd.DataFrame:
+    """The forward pairs (item_idx, neighbor_idx, count, hop) over all event ranges, merged, in
+    compact dtypes (int32 item positions and counts, int8 hops: 13 bytes a pair where Arrow's int64s
+    take 32; ~30M forward pairs on 20M interactions)."""
+    n = np.int64(max(n_items, 1))
 
-    query = cooccurrence_query(window)
-    parts = []
-    for lo, hi in tqdm(chunks, desc="co-occurrence", unit="chunk", leave=False, disable=not progress):
-        table = session.run_columns(query, {"splits": splits, "lo": lo, "hi": hi})
-        parts.append(pd.DataFrame({
-            "item_idx": table["item_idx"].to_numpy(dtype=np.int32),
-            "neighbor_idx": table["neighbor_idx"].to_numpy(dtype=np.int32),
-            "count": table["count"].to_numpy(dtype=np.int64).astype(np.int32),
-            "hop": table["hop"].to_numpy(dtype=np.int8)}))
-        del table
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    def merge(acc, frame):
+        keys = frame["item_idx"].to_numpy(dtype=np.int64) * n + frame["neighbor_idx"].to_numpy(dtype=np.int64)
+        count = frame["count"].to_numpy(dtype=np.int64).astype(np.int32)
+        hop = frame["hop"].to_numpy(dtype=np.int8)
+        del frame
+        if acc is not None:
+            keys, count, hop = (np.concatenate([a, b]) for a, b in zip(acc, (keys, count, hop)))
+        return reduce_pairs(keys, count, hop)
+
+    keys, count, hop = read_chunked(session, cooccurrence_query(window), {"splits": splits}, chunks,
+                                    ["item_idx", "neighbor_idx", "count", "hop"], merge, "co-occurrence", progress)
+    return pd.DataFrame({"item_idx": (keys // n).astype(np.int32), "neighbor_idx": (keys % n).astype(np.int32),
+                         "count": count, "hop": hop})
 
 
 def read_cooccurrence(session: "GraphSession", item_ids: np.ndarray, window: int, splits: list[str]) -> pd.DataFrame:
@@ -100,7 +149,8 @@ def read_cooccurrence(session: "GraphSession", item_ids: np.ndarray, window: int
     directions: rows of (item_id, neighbor_id, count, hop). `item_ids[k]` is the item whose
     `Item.idx` is k (dataset.items' order). One chunk: for tests and benchmarks; the build reads
     `read_forward` in chunks and keeps integer positions."""
-    forward = read_forward(session, window, splits, [(0, max(len(item_ids), 1))])
+    n_events = session.run("MATCH (e:Event) RETURN count(e) AS n")[0]["n"]
+    forward = read_forward(session, window, splits, [(0, max(n_events, 1))], len(item_ids))
     pairs = fold_directions(forward)
     item_ids = np.asarray(item_ids, dtype=object)
     return pd.DataFrame({"item_id": item_ids[pairs["item_idx"].to_numpy()],
@@ -130,23 +180,13 @@ def fold_directions(forward: pd.DataFrame) -> pd.DataFrame:
     first = forward["item_idx"].to_numpy(dtype=np.int64)
     second = forward["neighbor_idx"].to_numpy(dtype=np.int64)
     n = np.int64(max(first.max(initial=0), second.max(initial=0)) + 1)
-    # One sort on (key, hop) packed in one int64: key = ordered pair (< 2^58 for up to 2^29 items),
-    # hop <= MAX_WINDOW < 2^5, so the first row of each key holds its smallest hop; 1.5x faster
-    # than np.lexsort.
-    hop = forward["hop"].to_numpy(dtype=np.int64)
-    packed = np.concatenate([((first * n + second) << 5) | hop, ((second * n + first) << 5) | hop])
+    keys = np.concatenate([first * n + second, second * n + first])   # one int64 key per ordered pair
     del first, second
-    order = np.argsort(packed)
-    packed = packed[order]
-    count = np.tile(forward["count"].to_numpy(dtype=np.int32), 2)[order]
-    del order
-    keys = packed >> 5
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, np.int64)
-    keys = keys[starts]
+    count = np.tile(forward["count"].to_numpy(dtype=np.int32), 2)
+    hop = np.tile(forward["hop"].to_numpy(dtype=np.int8), 2)
+    keys, count, hop = reduce_pairs(keys, count, hop)
     return pd.DataFrame({"item_idx": (keys // n).astype(np.int32), "neighbor_idx": (keys % n).astype(np.int32),
-                         "count": (np.add.reduceat(count, starts, dtype=np.int64) if len(starts) else
-                                   count.astype(np.int64)).astype(np.int32),
-                         "hop": (packed[starts] & 31).astype(np.int8)})
+                         "count": count, "hop": hop})
 
 
 # Back-fill candidates for items with fewer than k collaborative neighbours: the co-occurrence
@@ -260,8 +300,8 @@ def build(ctx: BuildContext) -> pd.DataFrame:
     edge_params = {"window": config.window, "k": config.collab_k, "split_scope": config.split_scope}
     with ctx.stage("cooccur"):
         popularity = ctx.popularity.reindex(ctx.order.index).fillna(0).to_numpy(dtype=np.int64)
-        forward = read_forward(ctx.session, config.window, config.splits, anchor_chunks(popularity, config.cooccur_chunk_events),
-                               ctx.progress)
+        chunks = event_chunks(len(ctx.dataset.interactions), config.cooccur_chunk_events)
+        forward = read_forward(ctx.session, config.window, config.splits, chunks, len(ctx.item_ids), ctx.progress)
         pairs = fold_directions(forward)
         del forward
         ctx.counts["cooccur_pairs"] = len(pairs)

@@ -10,10 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tqdm.auto import tqdm
-
 from graph.dialect import PerDialect
-from graph.relations.collab import anchor_chunks
+from graph.relations.collab import event_chunks, read_chunked
 from graph.relations.spec import BuildContext, Legend, Relation
 
 # Consecutive positions of one user, an item followed by itself excluded: one NEXT_EVENT step of the
@@ -25,13 +23,13 @@ TRANSITIONS_QUERY = PerDialect(
     ladybug="""
 MATCH (a:Event)-[:NEXT_EVENT]->(b:Event)
 WHERE a.split IN $splits AND b.split IN $splits AND a.item_idx <> b.item_idx
-  AND a.item_idx >= $lo AND a.item_idx < $hi
+  AND a.id >= $lo AND a.id < $hi
 RETURN a.item_idx AS src_item_idx, b.item_idx AS dst_item_idx, count(*) AS count
 """,
     neo4j="""
 MATCH (a:Event {build: $build})-[:NEXT_EVENT]->(b:Event)
 WHERE a.split IN $splits AND b.split IN $splits AND a.item_idx <> b.item_idx
-  AND a.item_idx >= $lo AND a.item_idx < $hi
+  AND a.id >= $lo AND a.id < $hi
 RETURN a.item_idx AS src_item_idx, b.item_idx AS dst_item_idx, count(*) AS count
 """)
 
@@ -52,14 +50,23 @@ COLUMNS = ("src_item_id", "dst_item_id", "count")
 
 def build(ctx: BuildContext) -> pd.DataFrame:
     with ctx.stage("next"):
-        # In ranges of source items, like COLLAB's co-occurrence (graph/relations/collab.py): one
-        # query over 20M events would hold a large part of LadybugDB's buffer pool.
-        popularity = ctx.popularity.reindex(ctx.order.index).fillna(0).to_numpy(dtype=np.int64)
-        chunks = anchor_chunks(popularity, ctx.config.cooccur_chunk_events)
-        pairs = pd.concat([ctx.read(TRANSITIONS_QUERY, {"splits": ctx.config.splits, "lo": lo, "hi": hi},
-                                    ["src_item_idx", "dst_item_idx", "count"])
-                           for lo, hi in tqdm(chunks, desc="transitions", unit="chunk", leave=False,
-                                              disable=not ctx.progress)], ignore_index=True)
+        # In ranges of events, like COLLAB's co-occurrence (graph/relations/collab.py): one query over
+        # 20M events would hold a large part of LadybugDB's buffer pool. A pair seen in two ranges is
+        # summed.
+        n = np.int64(max(len(ctx.item_ids), 1))
+
+        def merge(acc, frame):
+            keys = frame["src_item_idx"].to_numpy(dtype=np.int64) * n + frame["dst_item_idx"].to_numpy(dtype=np.int64)
+            count = frame["count"].to_numpy(dtype=np.int64)
+            if acc is not None:
+                keys, count = np.concatenate([acc[0], keys]), np.concatenate([acc[1], count])
+            keys, inverse = np.unique(keys, return_inverse=True)
+            return keys, np.bincount(inverse, weights=count, minlength=len(keys)).astype(np.int64)
+
+        keys, count = read_chunked(ctx.session, TRANSITIONS_QUERY, {"splits": ctx.config.splits},
+                                   event_chunks(len(ctx.dataset.interactions), ctx.config.cooccur_chunk_events),
+                                   ["src_item_idx", "dst_item_idx", "count"], merge, "transitions", ctx.progress)
+        pairs = pd.DataFrame({"src_item_idx": keys // n, "dst_item_idx": keys % n, "count": count})
         src = pairs["src_item_idx"].to_numpy(dtype=np.int64)
         dst = pairs["dst_item_idx"].to_numpy(dtype=np.int64)
         # Sorted by (src id, dst id) as strings through each item's rank in string order: one
