@@ -48,6 +48,9 @@ def _common_parsers() -> dict[str, argparse.ArgumentParser]:
     store.add_argument("--neo4j-user", default=None, help="Neo4j user (default: $NEO4J_USER or neo4j)")
     store.add_argument("--neo4j-password", default=None, help="Neo4j password (default: $NEO4J_PASSWORD)")
     store.add_argument("--neo4j-database", default=None, help="Neo4j database (default: server default)")
+    store.add_argument("--buffer-pool-mb", type=int, default=None,
+                       help="embedded store: LadybugDB buffer pool in MB (default 3072; LadybugDB's own "
+                            "would be 80%% of RAM)")
     return {"run": run, "store": store}
 
 
@@ -66,7 +69,7 @@ def store_config(args: argparse.Namespace, run: RunPaths | None) -> StoreConfig 
                            password=password, database=args.neo4j_database)
     if run is None:
         return None
-    return StoreConfig(backend="embedded", path=run.store)
+    return StoreConfig(backend="embedded", path=run.store, buffer_pool_mb=getattr(args, "buffer_pool_mb", None))
 
 
 def build_parser() -> argparse.ArgumentParser:

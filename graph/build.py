@@ -26,15 +26,17 @@ include_valid); the test item never does.
 from __future__ import annotations
 
 import json
+import resource
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from graph import queries as Q
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
 class BuildReport:
     seconds: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    # Peak RSS of the process by the end of each stage (MB): where a large build's memory goes.
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
     embedding: EmbeddingStats | None = None
 
     @contextmanager
@@ -61,10 +65,11 @@ class BuildReport:
         start = time.perf_counter()
         yield
         self.seconds[name] = round(time.perf_counter() - start, 3)
+        self.peak_rss_mb[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         bar.update(1)
 
     def to_dict(self) -> dict:
-        out = {"seconds": self.seconds, "counts": self.counts}
+        out = {"seconds": self.seconds, "counts": self.counts, "peak_rss_mb": self.peak_rss_mb}
         if self.embedding:
             out["embedding"] = {"items": self.embedding.items, "embedded": self.embedding.embedded,
                                 "forward_seconds": round(self.embedding.seconds, 3),
@@ -105,29 +110,48 @@ def _item_rows(dataset: Dataset, embeddings: np.ndarray | None) -> pd.DataFrame:
     return items[columns]
 
 
-def load_dataset(session: GraphSession, dataset: Dataset, embeddings: np.ndarray | None = None) -> None:
+def arrow_column(column: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """A column as Arrow without going through Python objects: pandas' `str` columns are Arrow
+    already (zero copy), where `.to_numpy()` makes one Python string per row (~60 bytes each, a GB
+    per 20M-row column)."""
+    return pa.array(column, from_pandas=True)
+
+
+def _bulk_create(session: GraphSession, table: str, data: pa.Table, query: str, bar: tqdm) -> None:
+    # One COPY per table: LadybugDB copies into a non-empty relationship table more slowly (4M rows
+    # in two COPYs took 1.5x the time of one), so the bar moves per table, in rows.
+    session.bulk_create(table, data, query)
+    bar.update(data.num_rows)
+
+
+def load_dataset(session: GraphSession, dataset: Dataset, embeddings: np.ndarray | None = None,
+                 progress: bool = False) -> None:
     """Load users, items (with their text embeddings) and interactions into a new graph.
 
     `session` is what `GraphStore.rebuild()` yields: a fresh embedded database, or a Neo4j build that
     writes a new copy under its stamp (the previous copy goes when the build finishes). Embeddings
     travel with the item rows: setting 384 floats per item afterwards, row by row through Cypher,
-    costs more than the whole rest of the build.
+    costs more than the whole rest of the build. The interaction columns go over as Arrow arrays
+    (strings included), with a progress bar in rows.
     """
     items = _item_rows(dataset, embeddings)
-    users = pd.DataFrame({"id": dataset.interactions["user_id"].drop_duplicates().to_numpy()})
     inter = dataset.interactions
-    # 1000 items per Neo4j transaction: with their embeddings, ~3 MB of parameters each.
-    session.bulk_create("Item", items, Q.CREATE_ITEMS_QUERY_NEO4J, batch_size=1000)
-    session.bulk_create("User", users, Q.CREATE_USERS_QUERY_NEO4J)
-    # Arrow keeps the nullable timestamps as integers (pandas would make them floats).
-    session.bulk_create("INTERACTED", pa.table({
-        "user_id": inter["user_id"].to_numpy(), "item_id": inter["item_id"].to_numpy(),
-        "pos": inter["pos"].to_numpy(), "ts": pa.array(inter["ts"], type=pa.int64()),
-        "split": inter["split"].to_numpy()}), Q.CREATE_INTERACTIONS_QUERY_NEO4J)
-    load_events(session, dataset)
+    users = pa.table({"id": pc.unique(arrow_column(inter["user_id"]))})
+    # Users, interactions, events and their three links: the rows of the progress bar.
+    total = users.num_rows + 5 * len(inter)
+    with tqdm(total=total, desc="load", unit="row", unit_scale=True, leave=False, disable=not progress) as bar:
+        # 1000 items per Neo4j transaction: with their embeddings, ~3 MB of parameters each.
+        session.bulk_create("Item", items, Q.CREATE_ITEMS_QUERY_NEO4J, batch_size=1000)
+        _bulk_create(session, "User", users, Q.CREATE_USERS_QUERY_NEO4J, bar)
+        # Arrow keeps the nullable timestamps as integers (pandas would make them floats).
+        _bulk_create(session, "INTERACTED", pa.table({
+            "user_id": arrow_column(inter["user_id"]), "item_id": arrow_column(inter["item_id"]),
+            "pos": inter["pos"].to_numpy(dtype=np.int64), "ts": pa.array(inter["ts"], type=pa.int64()),
+            "split": arrow_column(inter["split"])}), Q.CREATE_INTERACTIONS_QUERY_NEO4J, bar)
+        load_events(session, dataset, bar)
 
 
-def load_events(session: GraphSession, dataset: Dataset) -> None:
+def load_events(session: GraphSession, dataset: Dataset, bar: tqdm | None = None) -> None:
     """Each user's sequence as a path: one `Event` per interaction, chained by `NEXT_EVENT` in
     position order, each linked to its user (`HAS_EVENT`) and item (`OF_ITEM`); see graph/queries.py.
 
@@ -135,19 +159,27 @@ def load_events(session: GraphSession, dataset: Dataset) -> None:
     consecutive ids and the chain is every id to the next one of the same user. `item_idx` is the
     item's `Item.idx` (its row in dataset.items). On Neo4j they are stamped with the build like the
     rest of the copy (graph/queries.py), so ids restart at 0 in every copy without clashing.
+    Everything is integer codes and Arrow arrays: no Python object per row.
     """
+    bar = bar if bar is not None else tqdm(disable=True)
     inter = dataset.interactions
-    inter = inter.iloc[np.lexsort((inter["pos"].to_numpy(), pd.factorize(inter["user_id"])[0]))]
-    users, items = inter["user_id"].to_numpy(), inter["item_id"].to_numpy()
+    user_codes = pd.factorize(inter["user_id"])[0]
+    pos = inter["pos"].to_numpy(dtype=np.int64)
+    order = np.lexsort((pos, user_codes))
+    user_codes = user_codes[order]
+    take = pa.array(order)
+    users = arrow_column(inter["user_id"]).take(take)
+    items = arrow_column(inter["item_id"]).take(take)
+    item_idx = pc.index_in(items, value_set=arrow_column(dataset.items["item_id"])).cast(pa.int64())
     ids = np.arange(len(inter), dtype=np.int64)
-    events = pa.table({"id": ids, "item_idx": pd.Index(dataset.items["item_id"]).get_indexer(items).astype(np.int64),
-                       "pos": inter["pos"].to_numpy(dtype=np.int64), "split": inter["split"].to_numpy()})
-    session.bulk_create("Event", events, Q.CREATE_EVENTS_QUERY_NEO4J)
-    session.bulk_create("HAS_EVENT", pa.table({"user_id": users, "event_id": ids}), Q.CREATE_HAS_EVENT_QUERY_NEO4J)
-    session.bulk_create("OF_ITEM", pa.table({"event_id": ids, "item_id": items}), Q.CREATE_OF_ITEM_QUERY_NEO4J)
-    same_user = np.flatnonzero(users[1:] == users[:-1])
-    session.bulk_create("NEXT_EVENT", pa.table({"src_event_id": ids[same_user], "dst_event_id": ids[same_user + 1]}),
-                        Q.CREATE_NEXT_EVENTS_QUERY_NEO4J)
+    _bulk_create(session, "Event", pa.table({"id": ids, "item_idx": item_idx, "pos": pos[order],
+                                             "split": arrow_column(inter["split"]).take(take)}),
+                 Q.CREATE_EVENTS_QUERY_NEO4J, bar)
+    _bulk_create(session, "HAS_EVENT", pa.table({"user_id": users, "event_id": ids}), Q.CREATE_HAS_EVENT_QUERY_NEO4J, bar)
+    _bulk_create(session, "OF_ITEM", pa.table({"event_id": ids, "item_id": items}), Q.CREATE_OF_ITEM_QUERY_NEO4J, bar)
+    same_user = np.flatnonzero(user_codes[1:] == user_codes[:-1])
+    _bulk_create(session, "NEXT_EVENT", pa.table({"src_event_id": ids[same_user], "dst_event_id": ids[same_user + 1]}),
+                 Q.CREATE_NEXT_EVENTS_QUERY_NEO4J, bar)
 
 
 # -- relations --------------------------------------------------------------------------------------
@@ -193,7 +225,7 @@ def build_graph(dataset: Dataset, store: GraphStore, config: GraphConfig, progre
         # All or nothing: a Neo4j transaction, or the fresh embedded database build_run swaps in.
         with store.rebuild(Q.SCHEMA_QUERIES) as session:
             with report.stage("load", bar):
-                load_dataset(session, dataset, embeddings)
+                load_dataset(session, dataset, embeddings, progress)
             relations = build_relations(session, dataset, config, report, bar, embeddings, progress)
             report.counts.update({"users": int(dataset.interactions["user_id"].nunique()),
                                   "items": len(dataset.items), "interactions": len(dataset.interactions)})
@@ -226,9 +258,16 @@ def export_params(config: GraphConfig) -> dict:
 
 
 def training_transitions(dataset: Dataset, splits: list[str]) -> int:
-    """Consecutive pairs of different items in the parts that feed relations (NEXT's source rows)."""
-    inter = dataset.interactions[dataset.interactions["split"].isin(splits)].sort_values(["user_id", "pos"])
-    users, items = inter["user_id"].to_numpy(), inter["item_id"].to_numpy()
+    """Consecutive pairs of different items in the parts that feed relations (NEXT's source rows).
+
+    On integer codes (factorized ids, one lexsort): sorting 20M string rows in pandas takes minutes.
+    """
+    inter = dataset.interactions
+    keep = inter["split"].isin(splits).to_numpy()
+    users = pd.factorize(inter["user_id"])[0][keep]
+    items = pd.factorize(inter["item_id"])[0][keep]
+    order = np.lexsort((inter["pos"].to_numpy()[keep], users))
+    users, items = users[order], items[order]
     return int(((users[1:] == users[:-1]) & (items[1:] != items[:-1])).sum())
 
 
@@ -252,7 +291,7 @@ def build_run(run: "RunPaths", dataset: Dataset, store_config: "StoreConfig", co
         GraphError: no training transitions, a store that cannot be opened or built, RunBusy.
     """
     from graph.export import write_export
-    from graph.store import StoreConfig, open_store
+    from graph.store import open_store
 
     if training_transitions(dataset, config.splits) == 0:
         raise GraphError(f"dataset {dataset.name!r} has no training transitions (no user has two "
@@ -288,7 +327,8 @@ def build_run(run: "RunPaths", dataset: Dataset, store_config: "StoreConfig", co
             new_store = stage.path(store_dir)
             new_store.mkdir()
             # The database is closed before its folder is swapped in.
-            with open_store(StoreConfig(backend="embedded", path=new_store / db_name)) as store:
+            # The run's store settings (buffer pool, threads) with the staging path.
+            with open_store(replace(store_config, path=new_store / db_name)) as store:
                 relations, report = build_graph(dataset, store, config, progress)
             commit_run(relations, report)
         else:

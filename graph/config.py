@@ -50,6 +50,10 @@ class GraphConfig:
         "help": "embedding cache (keyed by model + sha256 of item text): a rebuild re-embeds nothing"})
     similarity_batch_rows: int = field(default=512, metadata={
         "help": "rows per block of the exact top-k cosine; memory ~ rows x items x 4 bytes"})
+    cooccur_chunk_events: int = field(default=2_500_000, metadata={
+        "help": "consecutive events per co-occurrence (and NEXT) query: LadybugDB's working memory grows "
+                "with it (a chunk that overflows the buffer pool is split in two and retried), and every "
+                "query costs ~0.5 s per million events of the graph, so larger chunks are faster"})
     extra_relations: tuple[str, ...] = field(default=(), metadata={
         "help": "optional relations to build and export as well (graph/relations): SHARES_META, items "
                 "sharing categories or brand"})
@@ -60,6 +64,8 @@ class GraphConfig:
         if not 1 <= self.window <= MAX_WINDOW:
             raise ConfigError(f"window must be in 1..{MAX_WINDOW} (LadybugDB's largest variable-length "
                               f"bound), got {self.window}")
+        if self.cooccur_chunk_events < 1:
+            raise ConfigError(f"cooccur_chunk_events must be >= 1, got {self.cooccur_chunk_events}")
         if self.collab_k < 1 or self.semantic_k < 1 or self.extra_k < 1:
             raise ConfigError("collab_k, semantic_k and extra_k must be >= 1")
         if self.embed_batch_size < 1 or self.description_chars < 0:

@@ -7,6 +7,8 @@ row-by-row Cypher. Implements `graph.store.GraphStore` in full.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterable, Iterator
@@ -22,20 +24,48 @@ if TYPE_CHECKING:
     from graph.readonly import QueryPlan
 
 
+# The buffer pool when StoreConfig.buffer_pool_mb is None. LadybugDB's own default (80% of RAM)
+# lets one build take most of a shared machine. The 20M-interaction synthetic MovieLens
+# (bench/bench_scale.py) needs more than 2 GB to COPY its 20M INTERACTED rows in one statement (and
+# COPYing in parts is slower), and 3 GB also holds a co-occurrence chunk of
+# GraphConfig.cooccur_chunk_events (2.5M events at window 5). A small graph never grows the pool to
+# it: pages are taken on use. Too small a pool fails with LadybugDB's "buffer pool is full" error.
+DEFAULT_BUFFER_POOL_MB = 3072
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by LadybugDB and Arrow back to the OS.
+
+    A COPY of 4M rows allocates ~0.6 GB outside the buffer pool (glibc malloc) and frees it, but glibc
+    keeps the freed heap: on 20M interactions the build held ~3 GB it no longer used (measured with
+    bench/bench_scale.py). malloc_trim returns it; Arrow's pool likewise keeps what pandas and the
+    COPY tables freed. Both are no-ops where unsupported (no glibc).
+    """
+    pa.default_memory_pool().release_unused()
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
+
+
 class EmbeddedStore:
     dialect = "ladybug"
 
-    def __init__(self, path: str, *, read_only: bool = False, max_threads: int = 0):
+    def __init__(self, path: str, *, read_only: bool = False, max_threads: int = 0,
+                 buffer_pool_mb: int | None = None):
         if read_only and not os.path.exists(path):
             raise StoreUnavailable(f"no graph at {path}: run `iirg build` for this run first")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         try:
-            self._db = ladybug.Database(path, read_only=read_only, max_num_threads=max_threads)
+            pool_mb = DEFAULT_BUFFER_POOL_MB if buffer_pool_mb is None else buffer_pool_mb
+            self._db = ladybug.Database(path, read_only=read_only, max_num_threads=max_threads,
+                                        buffer_pool_size=pool_mb * 2**20)
             self._conn = ladybug.Connection(self._db)
         except RuntimeError as e:  # ladybug raises RuntimeError for locked / corrupt files
             raise StoreUnavailable(f"cannot open the embedded graph at {path}: {e}") from e
         self.path = path
         self.read_only = read_only
+        self._in_transaction = False
 
     # -- GraphStore protocol ---------------------------------------------------------------------
     def _execute(self, query: Query, params: dict | None):
@@ -59,7 +89,22 @@ class EmbeddedStore:
         """Like run_df, through Arrow: 3-4x faster on million-row results of scalar columns (list
         columns come back as numpy arrays, node values as raw structs, hence a separate method)."""
         table = self._execute(query, params).get_as_arrow()
-        return table.to_pandas()
+        frame = table.to_pandas()
+        del table
+        self._renew_connection()
+        release_freed_memory()     # the query's working memory and the Arrow copy of its result
+        return frame
+
+    def _renew_connection(self) -> None:
+        """A new connection, outside a transaction: LadybugDB keeps a large query's working memory
+        in the buffer pool for as long as its connection lives (closing the result does not free
+        it), so the next chunk of the co-occurrence found the pool full. Measured on the 4M
+        synthetic MovieLens with a 1 GB pool: three 1M-event chunks on one connection, the second
+        fails; on a new connection each, all three pass."""
+        if self._in_transaction:
+            return
+        self._conn.close()
+        self._conn = ladybug.Connection(self._db)
 
     def write_batch(self, query: Query, rows: Iterable[dict], batch_size: int = 5000) -> int:
         rows = list(rows)
@@ -108,17 +153,21 @@ class EmbeddedStore:
             return 0
         target = f"{table}({', '.join(columns)})" if columns else table
         self._execute(f"COPY {target} FROM $data", {"data": data})
+        release_freed_memory()
         return data.num_rows
 
     @contextmanager
     def transaction(self) -> Iterator["EmbeddedStore"]:
         """All statements inside commit together or not at all."""
         self._execute("BEGIN TRANSACTION", None)
+        self._in_transaction = True
         try:
             yield self
         except BaseException:
             self._execute("ROLLBACK", None)
             raise
+        finally:
+            self._in_transaction = False
         self._execute("COMMIT", None)
 
     @contextmanager

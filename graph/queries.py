@@ -39,7 +39,8 @@ split), and each user's events are chained in order by `NEXT_EVENT`, so position
 user are the ends of a path of length d. The relations that look at neighbouring positions (NEXT,
 COLLAB) follow these paths, `(a:Event)-[:NEXT_EVENT*1..W]->(b:Event)`: O(n * W) per user of n
 interactions, where joining a user's INTERACTED edges with each other is O(n^2). `Event.id` is the
-row number in (user, pos) order, a key for the bulk load only. `Event.item_idx` copies the `idx` of
+row number in (user, pos) order: a key for the bulk load, and the ranges NEXT and COLLAB read
+in chunks (graph/relations/collab.py). `Event.item_idx` copies the `idx` of
 the OF_ITEM item because the co-occurrence query reads it for every pair of positions: going through
 OF_ITEM instead made that query 2.7x slower on LadybugDB (ml-100k), and integers group and travel
 faster than the string ids (which the build maps back from `idx`).

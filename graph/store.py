@@ -43,10 +43,18 @@ class StoreConfig:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     database: str | None = None         # neo4j database name; None = server default
+    # embedded: LadybugDB's buffer pool (page cache + query working memory such as aggregation hash
+    # tables). LadybugDB's own default is 80% of the machine's RAM, which a 20M-interaction build
+    # fills and keeps; None = DEFAULT_BUFFER_POOL_MB. Too small fails a build with a buffer
+    # manager error naming the pool, not silently.
+    buffer_pool_mb: int | None = None
+    max_threads: int = 0                # embedded: LadybugDB worker threads; 0 = one per core
 
     def __post_init__(self):
         if self.backend == "embedded" and self.path is None:
             raise ValueError("the embedded store needs a path")
+        if self.buffer_pool_mb is not None and self.buffer_pool_mb < 64:
+            raise ValueError(f"buffer_pool_mb must be >= 64, got {self.buffer_pool_mb}")
         if self.backend == "neo4j" and not self.uri:
             raise ValueError("the neo4j store needs a uri (bolt://host:7687)")
 
@@ -135,4 +143,5 @@ def open_store(config: StoreConfig, *, read_only: bool = False) -> GraphStore:
         from graph.neo4j_store import Neo4jStore
         return Neo4jStore.connect(config, read_only=read_only)
     from graph.embedded_store import EmbeddedStore
-    return EmbeddedStore(os.fspath(config.path), read_only=read_only)
+    return EmbeddedStore(os.fspath(config.path), read_only=read_only, max_threads=config.max_threads,
+                         buffer_pool_mb=config.buffer_pool_mb)

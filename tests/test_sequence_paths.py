@@ -14,9 +14,10 @@ from common.errors import ConfigError
 from graph import reference
 from graph.build import build_run, read_relations
 from graph.config import MAX_WINDOW, GraphConfig
-from graph.relations.collab import COOCCURRENCE_JOIN_QUERY, cooccurrence_query, fold_directions, read_cooccurrence
+from graph.relations.collab import (COOCCURRENCE_JOIN_QUERY, cooccurrence_query, event_chunks, fold_directions,
+                                   read_cooccurrence)
 from graph.rundir import RunPaths
-from graph.store import open_store
+from graph.store import StoreConfig, open_store
 from ingest.schema import IngestReport, build_dataset
 from neo4j_support import BOTH_BACKENDS
 
@@ -100,3 +101,20 @@ def test_window_is_checked_before_it_reaches_the_query_text():
             cooccurrence_query(bad)
     with pytest.raises(ConfigError, match="window"):
         GraphConfig(window=MAX_WINDOW + 1)
+
+
+def test_event_chunks_give_the_same_relations_as_one_query(tmp_path):
+    """The build reads NEXT and the co-occurrence in ranges of consecutive events (a range may cut a
+    sequence, so a pair can be counted in two ranges and is merged): tiny ranges give the same edges
+    as one range covering everything."""
+    dataset = long_dataset()
+    built = {}
+    for name, chunk in (("one", 10**9), ("chunked", 97)):
+        config = GraphConfig(window=7, collab_k=6, semantic=False, cooccur_chunk_events=chunk)
+        run = RunPaths.of(tmp_path / name)
+        build_run(run, dataset, StoreConfig(path=run.store), config, progress=False)
+        with open_store(StoreConfig(path=run.store), read_only=True) as store:
+            built[name] = read_relations(store, config)
+    assert event_chunks(1214, 97)[-1] == (1164, 1214) and len(event_chunks(1214, 97)) == 13
+    for relation in ("NEXT", "COLLAB"):
+        pd.testing.assert_frame_equal(built["one"].edges[relation], built["chunked"].edges[relation])

@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from graph.config import MAX_WINDOW
 from graph.dialect import PerDialect
@@ -45,26 +43,120 @@ if TYPE_CHECKING:
 # an int checked here, never user text. LadybugDB caps the bound at 30 (GraphConfig checks it).
 # On Neo4j only this build's copy of the graph (graph/queries.py: build stamp); paths never leave it.
 def cooccurrence_query(window: int) -> PerDialect[str]:
-    """Forward co-occurrence within `window` positions: (Item.idx of a, of a later b) -> count, min hop."""
+    """Forward co-occurrence within `window` positions: (Item.idx of a, of a later b) -> count, min hop,
+    for the anchor events with `$lo <= a.id < $hi` (one chunk, `read_forward`)."""
     if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= MAX_WINDOW:
         raise ValueError(f"window must be an int in 1..{MAX_WINDOW}, got {window!r}")
+    # `b.id < $hi + W` always holds (b is at most W events after a); written out, it limits the
+    # events whose properties the query fetches for b to the chunk's.
     tail = f"""-[:NEXT_EVENT*1..{window}]->(b:Event)
-WHERE a.split IN $splits AND b.split IN $splits AND a.item_idx <> b.item_idx
+WHERE a.id >= $lo AND a.id < $hi AND b.id < $hi + {window}
+  AND a.split IN $splits AND b.split IN $splits AND a.item_idx <> b.item_idx
 RETURN a.item_idx AS item_idx, b.item_idx AS neighbor_idx, count(*) AS count, min(b.pos - a.pos) AS hop
 """
     return PerDialect(ladybug="\nMATCH (a:Event)" + tail, neo4j="\nMATCH (a:Event {build: $build})" + tail)
 
 
+# The build reads the co-occurrence in chunks of GraphConfig.cooccur_chunk_events consecutive events
+# (Event ids are row numbers in (user, pos) order, so a chunk is a run of whole sequences, cut at
+# most once inside one). LadybugDB's working memory for a chunk (variable-length extend, the join
+# fetching b's properties, the aggregation; in its buffer pool) grows with the chunk, and every query
+# also costs a fixed ~0.5 s per million events of the whole graph (its recursive extend sets up
+# per-node state), so chunks are as large as the pool allows: a chunk that does not fit is split in
+# two and read again. Ranges of anchor *items* made each chunk's pairs final but reach ~W times more
+# distinct b events (anchors scattered over all sequences): a 2.5M-event item chunk of the 20M
+# synthetic MovieLens did not fit a 3 GB pool. So pairs repeat across chunks and are merged here,
+# chunk by chunk, in compact dtypes (bench/bench_scale.py measures it).
+def event_chunks(n_events: int, chunk_events: int) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of Event.id, chunk_events each (the last one shorter)."""
+    return [(lo, min(lo + chunk_events, n_events)) for lo in range(0, max(n_events, 1), chunk_events)]
+
+
+def is_pool_full(error: Exception) -> bool:
+    """LadybugDB's error for a query whose working memory does not fit its buffer pool."""
+    return "buffer pool is full" in str(error)
+
+
+def read_chunked(session: "GraphSession", query, params: dict, chunks: list[tuple[int, int]], columns: list[str],
+                 merge, desc: str, progress: bool = False):
+    """Run `query` once per event range ($lo, $hi), folding each result into the previous ones with
+    `merge(accumulated or None, frame)`. A range whose query fills LadybugDB's buffer pool is split in
+    two and each half read on its own (the bar counts events)."""
+    from tqdm.auto import tqdm
+
+    from graph.errors import GraphError
+
+    merged = None
+    pending = list(reversed(chunks))
+    total = sum(hi - lo for lo, hi in chunks)
+    with tqdm(total=total, desc=desc, unit="event", unit_scale=True, leave=False, disable=not progress) as bar:
+        while pending:
+            lo, hi = pending.pop()
+            try:
+                frame = session.run_columns(query, {**params, "lo": lo, "hi": hi})[columns]
+            except GraphError as e:
+                if not is_pool_full(e) or hi - lo < 2:
+                    raise
+                mid = (lo + hi) // 2
+                pending += [(mid, hi), (lo, mid)]
+                continue
+            merged = merge(merged, frame)
+            bar.update(hi - lo)
+    return merged
+
+
+def reduce_pairs(keys: np.ndarray, count: np.ndarray, hop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows with the same int64 key as one: counts summed (int32), the smallest hop (int8).
+
+    One sort on (key, hop) packed in one int64 (keys < 2^58, hop <= MAX_WINDOW < 2^5), so the first
+    row of each key holds its smallest hop; 1.5x faster than np.lexsort.
+    """
+    packed = (keys.astype(np.int64) << 5) | hop.astype(np.int64)
+    order = np.argsort(packed)
+    packed = packed[order]
+    count = count[order]
+    del order
+    keys = packed >> 5
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, np.int64)
+    summed = np.add.reduceat(count, starts, dtype=np.int64) if len(starts) else count.astype(np.int64)
+    return keys[starts], summed.astype(np.int32), (packed[starts] & 31).astype(np.int8)
+
+
+def read_forward(session: "GraphSession", window: int, splits: list[str], chunks: list[tuple[int, int]],
+                 n_items: int, progress: bool = False) -> pd.DataFrame:
+    """The forward pairs (item_idx, neighbor_idx, count, hop) over all event ranges, merged, in
+    compact dtypes (int32 item positions and counts, int8 hops: 13 bytes a pair where Arrow's int64s
+    take 32; ~30M forward pairs on 20M interactions)."""
+    n = np.int64(max(n_items, 1))
+
+    def merge(acc, frame):
+        keys = frame["item_idx"].to_numpy(dtype=np.int64) * n + frame["neighbor_idx"].to_numpy(dtype=np.int64)
+        count = frame["count"].to_numpy(dtype=np.int64).astype(np.int32)
+        hop = frame["hop"].to_numpy(dtype=np.int8)
+        del frame
+        if acc is not None:
+            keys, count, hop = (np.concatenate([a, b]) for a, b in zip(acc, (keys, count, hop)))
+        return reduce_pairs(keys, count, hop)
+
+    keys, count, hop = read_chunked(session, cooccurrence_query(window), {"splits": splits}, chunks,
+                                    ["item_idx", "neighbor_idx", "count", "hop"], merge, "co-occurrence", progress)
+    return pd.DataFrame({"item_idx": (keys // n).astype(np.int32), "neighbor_idx": (keys % n).astype(np.int32),
+                         "count": count, "hop": hop})
+
+
 def read_cooccurrence(session: "GraphSession", item_ids: np.ndarray, window: int, splits: list[str]) -> pd.DataFrame:
     """Co-occurrence of every item pair within `window` positions of the `splits` parts, both
     directions: rows of (item_id, neighbor_id, count, hop). `item_ids[k]` is the item whose
-    `Item.idx` is k (dataset.items' order)."""
-    forward = session.run_columns(cooccurrence_query(window), {"splits": splits})
+    `Item.idx` is k (dataset.items' order). One chunk: for tests and benchmarks; the build reads
+    `read_forward` in chunks and keeps integer positions."""
+    n_events = session.run("MATCH (e:Event) RETURN count(e) AS n")[0]["n"]
+    forward = read_forward(session, window, splits, [(0, max(n_events, 1))], len(item_ids))
     pairs = fold_directions(forward)
     item_ids = np.asarray(item_ids, dtype=object)
     return pd.DataFrame({"item_id": item_ids[pairs["item_idx"].to_numpy()],
                          "neighbor_id": item_ids[pairs["neighbor_idx"].to_numpy()],
-                         "count": pairs["count"].to_numpy(), "hop": pairs["hop"].to_numpy()})
+                         "count": pairs["count"].to_numpy(dtype=np.int64),
+                         "hop": pairs["hop"].to_numpy(dtype=np.int64)})
 
 
 # The O(n^2)-per-user join this module used before sequences were paths, with the same output as
@@ -80,21 +172,21 @@ RETURN i.id AS item_id, j.id AS neighbor_id, count(*) AS count, min(abs(b.pos - 
 
 def fold_directions(forward: pd.DataFrame) -> pd.DataFrame:
     """Both directions from the forward pairs (integer item_idx, neighbor_idx, count, hop): (i, j)
-    counts the pairs with i first plus those with j first, its hop is the smaller of the two."""
+    counts the pairs with i first plus those with j first, its hop is the smaller of the two.
+
+    Compact output dtypes (int32 positions and counts, int8 hop): on 20M interactions there are
+    ~60M folded pairs, and every int64 column of them is ~0.5 GB.
+    """
     first = forward["item_idx"].to_numpy(dtype=np.int64)
     second = forward["neighbor_idx"].to_numpy(dtype=np.int64)
     n = np.int64(max(first.max(initial=0), second.max(initial=0)) + 1)
     keys = np.concatenate([first * n + second, second * n + first])   # one int64 key per ordered pair
-    count = np.tile(forward["count"].to_numpy(dtype=np.int64), 2)
-    hop = np.tile(forward["hop"].to_numpy(dtype=np.int64), 2)
-    # One sort on (key, hop) packed in one int64 (hop <= MAX_WINDOW < 2^5; keys < 2^58 for up to
-    # 2^29 items), so the first row of each key holds its smallest hop; 1.5x faster than np.lexsort.
-    order = np.argsort((keys << 5) | hop)
-    keys, count, hop = keys[order], count[order], hop[order]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, np.int64)
-    return pd.DataFrame({"item_idx": keys[starts] // n, "neighbor_idx": keys[starts] % n,
-                         "count": np.add.reduceat(count, starts) if len(starts) else count,
-                         "hop": hop[starts]})
+    del first, second
+    count = np.tile(forward["count"].to_numpy(dtype=np.int32), 2)
+    hop = np.tile(forward["hop"].to_numpy(dtype=np.int8), 2)
+    keys, count, hop = reduce_pairs(keys, count, hop)
+    return pd.DataFrame({"item_idx": (keys // n).astype(np.int32), "neighbor_idx": (keys % n).astype(np.int32),
+                         "count": count, "hop": hop})
 
 
 # Back-fill candidates for items with fewer than k collaborative neighbours: the co-occurrence
@@ -144,28 +236,41 @@ COLUMNS = ("item_id", "neighbor_id", "rank", "count", "hop", "source", "via_item
 LINT_EXAMPLES_NEO4J = [cooccurrence_query(5).neo4j]
 
 
-def select_top_collab(cooccur: pd.DataFrame, popularity: pd.Series, order: pd.Series, k: int) -> pd.DataFrame:
+def select_top_collab(pairs: pd.DataFrame, popularity_by_idx: np.ndarray, item_ids: np.ndarray,
+                      k: int) -> pd.DataFrame:
     """Top-k co-occurrence neighbours per item: count desc, popularity desc, source order asc.
 
-    Sorted on integer keys (item positions), not strings: 1.5M pairs on Yelp sort in a fraction of
-    the time.
+    `pairs` holds integer item positions (`fold_directions`); ids are looked up for the kept rows
+    only. When the three keys fit one int64 (anchor, count, the neighbour's rank by (popularity desc,
+    position asc)), one argsort replaces the four-key np.lexsort: 60M folded pairs of the 20M
+    MovieLens shape sort in seconds, not minutes, without four key copies.
     """
-    item_ids = pa.array(order.index.to_numpy(dtype=object))
-    anchor = pc.index_in(pa.array(cooccur["item_id"].to_numpy(dtype=object)), value_set=item_ids).to_numpy()
-    neighbour = pc.index_in(pa.array(cooccur["neighbor_id"].to_numpy(dtype=object)), value_set=item_ids).to_numpy()
-    pop = popularity.reindex(order.index).fillna(0).to_numpy()[neighbour]
-    count = cooccur["count"].to_numpy()
-    # np.lexsort: the last key is the primary one.
-    ranked = np.lexsort((neighbour, -pop, -count, anchor))
+    anchor = pairs["item_idx"].to_numpy(dtype=np.int64)
+    neighbour = pairs["neighbor_idx"].to_numpy(dtype=np.int64)
+    count = pairs["count"].to_numpy(dtype=np.int64)
+    n = len(popularity_by_idx)
+    pop = np.asarray(popularity_by_idx, dtype=np.int64)
+    by_pop = np.lexsort((np.arange(n), -pop))          # neighbours in tie-break order
+    pop_rank = np.empty(n, dtype=np.int64)
+    pop_rank[by_pop] = np.arange(n)
+    item_bits = max(int(n - 1).bit_length(), 1)
+    top_count = int(count.max(initial=0))
+    count_bits = max(top_count.bit_length(), 1)
+    if 2 * item_bits + count_bits <= 63:
+        ranked = np.argsort((anchor << (count_bits + item_bits)) | ((top_count - count) << item_bits)
+                            | pop_rank[neighbour])
+    else:   # np.lexsort: the last key is the primary one
+        ranked = np.lexsort((neighbour, -pop[neighbour], -count, anchor))
     anchor_sorted = anchor[ranked]
-    starts = np.r_[0, np.flatnonzero(np.diff(anchor_sorted)) + 1]
+    starts = np.r_[0, np.flatnonzero(np.diff(anchor_sorted)) + 1] if len(ranked) else np.zeros(0, np.int64)
     rank = np.arange(len(ranked)) - np.repeat(starts, np.diff(np.r_[starts, len(ranked)])) + 1
     keep = rank <= k
-    top = cooccur.iloc[ranked[keep]].reset_index(drop=True)
-    top["rank"] = rank[keep].astype(np.int64)
-    top["source"] = "cooccur"
-    top["via_item_id"] = None
-    return top[["item_id", "neighbor_id", "rank", "count", "hop", "source", "via_item_id"]]
+    rows = ranked[keep]
+    item_ids = np.asarray(item_ids, dtype=object)
+    return pd.DataFrame({"item_id": item_ids[anchor[rows]], "neighbor_id": item_ids[neighbour[rows]],
+                         "rank": rank[keep].astype(np.int64), "count": count[rows],
+                         "hop": pairs["hop"].to_numpy(dtype=np.int64)[rows],
+                         "source": "cooccur", "via_item_id": None})
 
 
 def select_backfill(candidates: pd.DataFrame, top: pd.DataFrame, item_ids: list[str], k: int) -> pd.DataFrame:
@@ -194,9 +299,14 @@ def build(ctx: BuildContext) -> pd.DataFrame:
     config = ctx.config
     edge_params = {"window": config.window, "k": config.collab_k, "split_scope": config.split_scope}
     with ctx.stage("cooccur"):
-        cooccur = read_cooccurrence(ctx.session, ctx.item_ids, config.window, config.splits)
-        ctx.counts["cooccur_pairs"] = len(cooccur)
-        top = select_top_collab(cooccur, ctx.popularity, ctx.order, config.collab_k)
+        popularity = ctx.popularity.reindex(ctx.order.index).fillna(0).to_numpy(dtype=np.int64)
+        chunks = event_chunks(len(ctx.dataset.interactions), config.cooccur_chunk_events)
+        forward = read_forward(ctx.session, config.window, config.splits, chunks, len(ctx.item_ids), ctx.progress)
+        pairs = fold_directions(forward)
+        del forward
+        ctx.counts["cooccur_pairs"] = len(pairs)
+        top = select_top_collab(pairs, popularity, ctx.item_ids, config.collab_k)
+        del pairs
         top["hop"] = top["hop"].astype("Int64")
         ctx.write(RELATION, top.assign(**edge_params))
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from graph.dialect import PerDialect
+from graph.relations.collab import event_chunks, read_chunked
 from graph.relations.spec import BuildContext, Legend, Relation
 
 # Consecutive positions of one user, an item followed by itself excluded: one NEXT_EVENT step of the
@@ -22,11 +23,13 @@ TRANSITIONS_QUERY = PerDialect(
     ladybug="""
 MATCH (a:Event)-[:NEXT_EVENT]->(b:Event)
 WHERE a.split IN $splits AND b.split IN $splits AND a.item_idx <> b.item_idx
+  AND a.id >= $lo AND a.id < $hi
 RETURN a.item_idx AS src_item_idx, b.item_idx AS dst_item_idx, count(*) AS count
 """,
     neo4j="""
 MATCH (a:Event {build: $build})-[:NEXT_EVENT]->(b:Event)
 WHERE a.split IN $splits AND b.split IN $splits AND a.item_idx <> b.item_idx
+  AND a.id >= $lo AND a.id < $hi
 RETURN a.item_idx AS src_item_idx, b.item_idx AS dst_item_idx, count(*) AS count
 """)
 
@@ -47,12 +50,33 @@ COLUMNS = ("src_item_id", "dst_item_id", "count")
 
 def build(ctx: BuildContext) -> pd.DataFrame:
     with ctx.stage("next"):
-        pairs = ctx.read(TRANSITIONS_QUERY, {"splits": ctx.config.splits}, ["src_item_idx", "dst_item_idx", "count"])
-        edges = pd.DataFrame({"src_item_id": ctx.item_ids[pairs["src_item_idx"].to_numpy(dtype=np.int64)],
-                              "dst_item_id": ctx.item_ids[pairs["dst_item_idx"].to_numpy(dtype=np.int64)],
-                              "count": pairs["count"].to_numpy()})
-        edges = edges.sort_values(["src_item_id", "dst_item_id"], ignore_index=True)
-        edges["count"] = edges["count"].astype(np.int64)
+        # In ranges of events, like COLLAB's co-occurrence (graph/relations/collab.py): one query over
+        # 20M events would hold a large part of LadybugDB's buffer pool. A pair seen in two ranges is
+        # summed.
+        n = np.int64(max(len(ctx.item_ids), 1))
+
+        def merge(acc, frame):
+            keys = frame["src_item_idx"].to_numpy(dtype=np.int64) * n + frame["dst_item_idx"].to_numpy(dtype=np.int64)
+            count = frame["count"].to_numpy(dtype=np.int64)
+            if acc is not None:
+                keys, count = np.concatenate([acc[0], keys]), np.concatenate([acc[1], count])
+            keys, inverse = np.unique(keys, return_inverse=True)
+            return keys, np.bincount(inverse, weights=count, minlength=len(keys)).astype(np.int64)
+
+        keys, count = read_chunked(ctx.session, TRANSITIONS_QUERY, {"splits": ctx.config.splits},
+                                   event_chunks(len(ctx.dataset.interactions), ctx.config.cooccur_chunk_events),
+                                   ["src_item_idx", "dst_item_idx", "count"], merge, "transitions", ctx.progress)
+        pairs = pd.DataFrame({"src_item_idx": keys // n, "dst_item_idx": keys % n, "count": count})
+        src = pairs["src_item_idx"].to_numpy(dtype=np.int64)
+        dst = pairs["dst_item_idx"].to_numpy(dtype=np.int64)
+        # Sorted by (src id, dst id) as strings through each item's rank in string order: one
+        # integer argsort, where sorting 14M rows of string ids (20M interactions) takes a minute.
+        item_ids = ctx.item_ids
+        id_rank = np.empty(len(item_ids), dtype=np.int64)
+        id_rank[np.argsort(item_ids, kind="stable")] = np.arange(len(item_ids))
+        order = np.argsort(id_rank[src] * len(item_ids) + id_rank[dst], kind="stable")
+        edges = pd.DataFrame({"src_item_id": item_ids[src[order]], "dst_item_id": item_ids[dst[order]],
+                              "count": pairs["count"].to_numpy(dtype=np.int64)[order]})
         edges["split_scope"] = ctx.config.split_scope
         ctx.write(RELATION, edges)
     return edges[list(COLUMNS)]
