@@ -81,6 +81,7 @@ def test_title_data_is_byte_identical_to_before(tmp_path, name, config):
     # data_config.json: the same record plus the new setting (its default); the build time differs
     old, new = json.loads((expected / "data_config.json").read_text()), json.loads((out / "data_config.json").read_text())
     assert new["config"].pop("item_repr") == "title"
+    assert new["config"].pop("nip_span") == 10  # added with nip_mode="continuation"; unused by these modes
     for meta in (old, new):
         meta["export"].pop("created_at")
     assert new == old
