@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from report_table import add_ratio_rows, save_results  # bench/, the script's own folder
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("IIRG_DATA_DIR", REPO.parent / "shared" / "data"))
 DATASETS = {"ml-100k": "ml-100k", "office": "amazon-office", "yelp": "yelp"}
@@ -133,21 +135,9 @@ def main() -> None:
             return result[key[0]].get(key[1], float("nan"))
         return result[key]
 
-    for label, key, fmt in rows:
-        cells = []
-        for name in args.datasets:
-            now = value(results[name], key)
-            cell = fmt.format(now) if now is not None else "-"
-            if name in before and now:
-                old = value(before[name], key)
-                if old:
-                    cell += f" ({now / old:.2f}x ref)"
-            cells.append(cell)
-        table.add_row(label, *cells)
+    add_ratio_rows(table, rows, args.datasets, results, before, value)
     Console().print(table)
-    args.save.parent.mkdir(parents=True, exist_ok=True)
-    args.save.write_text(json.dumps(results, indent=2))
-    print(f"saved {args.save}")
+    save_results(args.save, results)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ import threading
 import time
 from pathlib import Path
 
+from report_table import add_ratio_rows, save_results  # bench/, the script's own folder
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -283,21 +285,9 @@ def main() -> None:
             return result.get(key[0], {}).get(key[1])
         return result.get(key)
 
-    for label, key, fmt in rows:
-        cells = []
-        for name in names:
-            now = value(results[name], key)
-            cell = fmt.format(now) if now is not None else "-"
-            old = value(before[name], key) if name in before else None
-            if now and old:
-                cell += f" ({now / old:.2f}x ref)"
-            cells.append(cell)
-        if any(c != "-" for c in cells):
-            table.add_row(label, *cells)
+    add_ratio_rows(table, rows, names, results, before, value, skip_empty=True)
     Console().print(table)
-    args.save.parent.mkdir(parents=True, exist_ok=True)
-    args.save.write_text(json.dumps(results, indent=2))
-    print(f"saved {args.save}")
+    save_results(args.save, results)
 
 
 if __name__ == "__main__":
