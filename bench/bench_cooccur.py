@@ -12,8 +12,8 @@ once it has taken --max-repeat-s):
   numpy  the near-limit anchor: from the interactions table (factorize, sort by user and position),
          one vectorized pass per distance d = 1..W (no Python loop over pairs), both directions,
          aggregated by sorting one int64 key per pair;
-  path   graph/relations/collab.py: `(a:Event)-[:NEXT_EVENT*1..W]->(b:Event)` aggregated in Cypher,
-         then both directions folded in numpy (what the build runs);
+  path   graph/relations/collab.py: `(a:Event)-[:NEXT_EVENT*1..W]->(b:Event)`, one packed int64 per
+         path, counted and folded into both directions in numpy (what the build runs);
   join   the old query: every user's INTERACTED edges joined with each other (O(n^2) per user);
   next   NEXT (graph/relations/transitions.py): one NEXT_EVENT step, for comparison.
 The three co-occurrence results are checked equal (item, neighbour, count, hop) outside the timing.
@@ -141,8 +141,9 @@ def measure(point: str, window: int, repeats: int, max_repeat_s: float, join: bo
             item_ids = dataset.items["item_id"].to_numpy()
             out["path_s"], path = _timed(lambda: collab.read_cooccurrence(store, item_ids, window, splits),
                                          repeats, max_repeat_s)
-            out["next_path_s"], _ = _timed(lambda: store.run_columns(transitions.TRANSITIONS_QUERY,
-                                                                     {"splits": splits}), repeats, max_repeat_s)
+            one_chunk = {"splits": splits, "lo": 0, "hi": len(dataset.interactions)}   # the build reads in chunks
+            out["next_path_s"], _ = _timed(lambda: store.run_columns(transitions.TRANSITIONS_QUERY, one_chunk),
+                                           repeats, max_repeat_s)
             out["peak_rss_path_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             out["numpy_s"], anchor = _timed(lambda: numpy_cooccurrence(dataset.interactions, splits, window),
                                             repeats, max_repeat_s)

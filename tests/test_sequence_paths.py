@@ -14,8 +14,8 @@ from common.errors import ConfigError
 from graph import reference
 from graph.build import build_run, read_relations
 from graph.config import MAX_WINDOW, GraphConfig
-from graph.relations.collab import (COOCCURRENCE_JOIN_QUERY, cooccurrence_query, event_chunks, fold_directions,
-                                   read_cooccurrence)
+from graph.relations.collab import (COOCCURRENCE_JOIN_QUERY, both_directions, cooccurrence_query, event_chunks,
+                                   read_cooccurrence, reduce_packed, to_unordered)
 from graph.rundir import RunPaths
 from graph.store import StoreConfig, open_store
 from ingest.schema import IngestReport, build_dataset
@@ -84,13 +84,21 @@ def test_long_histories_equal_the_reference(store_config, tmp_path, window, incl
     assert collab == {i: [(n["rank"], n["neighbor_id"], n["count"], n["hop"]) for n in ns] for i, ns in want.items()}
 
 
-def test_fold_directions_adds_mirrors_and_keeps_the_smallest_hop():
-    forward = pd.DataFrame({"item_idx": [0, 1, 0, 2], "neighbor_idx": [1, 0, 2, 3],
-                            "count": [3, 2, 1, 4], "hop": [2, 1, 5, 3]})
-    got = fold_directions(forward).sort_values(["item_idx", "neighbor_idx"], ignore_index=True)
+def test_paths_fold_into_unordered_pairs_then_both_directions_with_the_smallest_hop():
+    # One row per forward path, packed as the query returns it: (a * stride + b) * 32 + hop.
+    paths = [(0, 1, 2)] * 3 + [(1, 0, 1)] * 2 + [(0, 2, 5)] + [(2, 3, 3)] * 4
+    n = 4   # the stride, 2 bits
+    packed = np.array([(a * n + b) * 32 + hop for a, b, hop in paths], dtype=np.int64)
+    keys, count, hop = reduce_packed(to_unordered(packed, 2), None)
+    pairs = pd.DataFrame({"item_idx": keys // n, "neighbor_idx": keys % n, "count": count, "hop": hop})
+    got = both_directions(pairs).sort_values(["item_idx", "neighbor_idx"], ignore_index=True)
     assert got.to_dict("list") == {"item_idx": [0, 0, 1, 2, 2, 3], "neighbor_idx": [1, 2, 0, 0, 3, 2],
                                    "count": [5, 1, 5, 1, 4, 4], "hop": [1, 5, 1, 5, 3, 3]}
-    empty = fold_directions(forward.iloc[0:0])
+    # Pre-counted rows (Neo4j returns a count per distinct pair and hop) add up the same way.
+    keys2, count2, hop2 = reduce_packed(to_unordered(np.unique(packed), 2),
+                                        np.unique(packed, return_counts=True)[1].astype(np.int32))
+    assert (keys2 == keys).all() and (count2 == count).all() and (hop2 == hop).all()
+    empty = both_directions(pairs.iloc[0:0])
     assert list(empty.columns) == ["item_idx", "neighbor_idx", "count", "hop"] and len(empty) == 0
 
 

@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 # (u, p, q) with 1 <= |p - q| <= W, hop = the smallest |p - q| seen.
 #
 # Each sequence is a path of events (graph/queries.py), so the pairs with p < q <= p + W are the
-# paths of 1..W NEXT_EVENT steps: O(n * W) per user of n interactions. The query counts these forward
-# pairs (a before b); `fold_directions` adds each pair's mirror (b before a), which is exactly the
-# other half of "both directions". The old join of every user's INTERACTED edges with each other
+# paths of 1..W NEXT_EVENT steps: O(n * W) per user of n interactions. The query returns these forward
+# pairs (a before b); numpy files both orders of a pair under one unordered key (`read_pairs`) and
+# writes each pair out in both directions (`both_directions`): exactly "both directions". The old join of every user's INTERACTED edges with each other
 # (COOCCURRENCE_JOIN_QUERY, kept for bench/bench_cooccur.py) is O(n^2) per user.
 # Alternatives measured on LadybugDB, ml-100k, W = 5 (query only, best of 3, 2 shared cores): this
 # path pattern 0.32 s; a keyed join on (event id + d, same user) over UNWIND range(1, $window) 1.6 s
@@ -42,9 +42,22 @@ if TYPE_CHECKING:
 # Neither dialect takes a parameter as a variable-length bound, so W is written into the text:
 # an int checked here, never user text. LadybugDB caps the bound at 30 (GraphConfig checks it).
 # On Neo4j only this build's copy of the graph (graph/queries.py: build stamp); paths never leave it.
+#
+# Each path comes back as one int64, `pair` = (a's idx * $item_stride + b's idx) * 32 + hop (the
+# stride a power of two >= the number of items, so numpy takes it apart with shifts), and numpy
+# counts and folds them (`reduce_packed`). On LadybugDB the paths are returned one row each, not
+# aggregated in Cypher: its hash aggregation on (item, neighbour) with count and min(hop) took 60%
+# of the query (Yelp, W = 5: 0.63 s aggregated by two columns, 0.54 s by the packed key, 0.37 s
+# not aggregated, + 0.06 s for numpy's sort of the 0.84M paths), and it holds no hash table in the
+# buffer pool. On Neo4j the rows cross the network, so they are counted per (pair, hop) there.
+PAIR_HOP_BITS = 5      # the hop (1..MAX_WINDOW) in the low bits of `pair`
+assert MAX_WINDOW < 1 << PAIR_HOP_BITS
+
+
 def cooccurrence_query(window: int) -> PerDialect[str]:
-    """Forward co-occurrence within `window` positions: (Item.idx of a, of a later b) -> count, min hop,
-    for the anchor events with `$lo <= a.id < $hi` (one chunk, `read_forward`)."""
+    """Forward co-occurrence paths within `window` positions, as `pair` = (Item.idx of a * $item_stride
+    + Item.idx of a later b) * 32 + their distance, for the anchor events with `$lo <= a.id < $hi` (one
+    chunk, `read_pairs`): one row per path on LadybugDB; with `count` per distinct pair on Neo4j."""
     if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= MAX_WINDOW:
         raise ValueError(f"window must be an int in 1..{MAX_WINDOW}, got {window!r}")
     # `b.id < $hi + W` always holds (b is at most W events after a); written out, it limits the
@@ -52,9 +65,9 @@ def cooccurrence_query(window: int) -> PerDialect[str]:
     tail = f"""-[:NEXT_EVENT*1..{window}]->(b:Event)
 WHERE a.id >= $lo AND a.id < $hi AND b.id < $hi + {window}
   AND a.split IN $splits AND b.split IN $splits AND a.item_idx <> b.item_idx
-RETURN a.item_idx AS item_idx, b.item_idx AS neighbor_idx, count(*) AS count, min(b.pos - a.pos) AS hop
-"""
-    return PerDialect(ladybug="\nMATCH (a:Event)" + tail, neo4j="\nMATCH (a:Event {build: $build})" + tail)
+RETURN (a.item_idx * $item_stride + b.item_idx) * {1 << PAIR_HOP_BITS} + b.pos - a.pos AS pair"""
+    return PerDialect(ladybug="\nMATCH (a:Event)" + tail + "\n",
+                      neo4j="\nMATCH (a:Event {build: $build})" + tail + ", count(*) AS count\n")
 
 
 # The build reads the co-occurrence in chunks of GraphConfig.cooccur_chunk_events consecutive events
@@ -77,7 +90,7 @@ def is_pool_full(error: Exception) -> bool:
     return "buffer pool is full" in str(error)
 
 
-def read_chunked(session: "GraphSession", query, params: dict, chunks: list[tuple[int, int]], columns: list[str],
+def read_chunked(session: "GraphSession", query, params: dict, chunks: list[tuple[int, int]], columns: list[str] | None,
                  merge, desc: str, progress: bool = False):
     """Run `query` once per event range ($lo, $hi), folding each result into the previous ones with
     `merge(accumulated or None, frame)`. A range whose query fills LadybugDB's buffer pool is split in
@@ -93,7 +106,8 @@ def read_chunked(session: "GraphSession", query, params: dict, chunks: list[tupl
         while pending:
             lo, hi = pending.pop()
             try:
-                frame = session.run_columns(query, {**params, "lo": lo, "hi": hi})[columns]
+                frame = session.run_columns(query, {**params, "lo": lo, "hi": hi})
+                frame = frame[columns] if columns is not None else frame
             except GraphError as e:
                 if not is_pool_full(e) or hi - lo < 2:
                     raise
@@ -105,53 +119,84 @@ def read_chunked(session: "GraphSession", query, params: dict, chunks: list[tupl
     return merged
 
 
-def reduce_pairs(keys: np.ndarray, count: np.ndarray, hop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows with the same int64 key as one: counts summed (int32), the smallest hop (int8).
+HOP_MASK = (1 << PAIR_HOP_BITS) - 1
 
-    One sort on (key, hop) packed in one int64 (keys < 2^58, hop <= MAX_WINDOW < 2^5), so the first
-    row of each key holds its smallest hop; 1.5x faster than np.lexsort.
+
+def reduce_packed(packed: np.ndarray, count: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of `packed` = key * 32 + hop with the same key as one: (keys, summed counts as int32 (each
+    row counts 1 when `count` is None), the smallest hop as int8).
+
+    One sort of the packed int64 (keys < 2^58), so the first row of each key holds its smallest hop;
+    1.5x faster than np.lexsort on (key, hop), and a plain sort (no argsort) when rows count 1.
     """
-    packed = (keys.astype(np.int64) << 5) | hop.astype(np.int64)
-    order = np.argsort(packed)
-    packed = packed[order]
-    count = count[order]
-    del order
-    keys = packed >> 5
+    if count is None:
+        packed = np.sort(packed)
+    else:
+        order = np.argsort(packed)
+        packed, count = packed[order], count[order]
+        del order
+    keys = packed >> PAIR_HOP_BITS
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, np.int64)
-    summed = np.add.reduceat(count, starts, dtype=np.int64) if len(starts) else count.astype(np.int64)
-    return keys[starts], summed.astype(np.int32), (packed[starts] & 31).astype(np.int8)
+    if count is None:
+        summed = np.diff(np.r_[starts, len(keys)])
+    else:
+        summed = np.add.reduceat(count, starts, dtype=np.int64) if len(starts) else count.astype(np.int64)
+    return keys[starts], summed.astype(np.int32), (packed[starts] & HOP_MASK).astype(np.int8)
 
 
-def read_forward(session: "GraphSession", window: int, splits: list[str], chunks: list[tuple[int, int]],
-                 n_items: int, progress: bool = False) -> pd.DataFrame:
-    """The forward pairs (item_idx, neighbor_idx, count, hop) over all event ranges, merged, in
-    compact dtypes (int32 item positions and counts, int8 hops: 13 bytes a pair where Arrow's int64s
-    take 32; ~30M forward pairs on 20M interactions)."""
-    n = np.int64(max(n_items, 1))
+def to_unordered(packed: np.ndarray, item_bits: int) -> np.ndarray:
+    """Packed forward pairs ((a << item_bits) | b) * 32 + hop -> the same with the smaller idx first,
+    so (a, b) and (b, a) share one key: their counts add up and the smaller hop wins, as both
+    directions need. Shifts and masks, not // and % (3x faster on int64)."""
+    pair = packed >> PAIR_HOP_BITS
+    first, second = pair >> item_bits, pair & ((1 << item_bits) - 1)
+    return (((np.minimum(first, second) << item_bits) | np.maximum(first, second)) << PAIR_HOP_BITS) \
+        | (packed & HOP_MASK)
+
+
+def read_pairs(session: "GraphSession", window: int, splits: list[str], chunks: list[tuple[int, int]],
+               n_items: int, progress: bool = False) -> pd.DataFrame:
+    """The co-occurring item pairs over all event ranges, each once with the smaller idx first:
+    (item_idx, neighbor_idx, count of both orders, smallest hop), in compact dtypes (int32 item
+    positions and counts, int8 hops: 13 bytes a pair where Arrow's int64s take 32; ~30M pairs on 20M
+    interactions). `both_directions` writes them out per anchor."""
+    item_bits = max(int(n_items - 1).bit_length(), 1)     # the query's $item_stride is 2^item_bits
+    if 2 * item_bits + PAIR_HOP_BITS > 63:
+        raise ValueError(f"{n_items:,} items: an item pair and its hop do not fit one int64")
 
     def merge(acc, frame):
-        keys = frame["item_idx"].to_numpy(dtype=np.int64) * n + frame["neighbor_idx"].to_numpy(dtype=np.int64)
-        count = frame["count"].to_numpy(dtype=np.int64).astype(np.int32)
-        hop = frame["hop"].to_numpy(dtype=np.int8)
+        packed = to_unordered(frame["pair"].to_numpy(dtype=np.int64), item_bits)
+        count = frame["count"].to_numpy(dtype=np.int32) if "count" in frame else None   # None: one path a row
         del frame
         if acc is not None:
-            keys, count, hop = (np.concatenate([a, b]) for a, b in zip(acc, (keys, count, hop)))
-        return reduce_pairs(keys, count, hop)
+            keys, acc_count, hop = acc
+            new_count = count if count is not None else np.ones(len(packed), dtype=np.int32)
+            packed = np.concatenate([(keys << PAIR_HOP_BITS) | hop.astype(np.int64), packed])
+            count = np.concatenate([acc_count, new_count])
+            del keys, acc_count, hop, new_count
+        return reduce_packed(packed, count)
 
-    keys, count, hop = read_chunked(session, cooccurrence_query(window), {"splits": splits}, chunks,
-                                    ["item_idx", "neighbor_idx", "count", "hop"], merge, "co-occurrence", progress)
-    return pd.DataFrame({"item_idx": (keys // n).astype(np.int32), "neighbor_idx": (keys % n).astype(np.int32),
-                         "count": count, "hop": hop})
+    keys, count, hop = read_chunked(session, cooccurrence_query(window),
+                                    {"splits": splits, "item_stride": 1 << item_bits}, chunks, None, merge,
+                                    "co-occurrence", progress)
+    return pd.DataFrame({"item_idx": (keys >> item_bits).astype(np.int32),
+                         "neighbor_idx": (keys & ((1 << item_bits) - 1)).astype(np.int32), "count": count, "hop": hop})
+
+
+def both_directions(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Each unordered pair of `read_pairs` as (i, j) and (j, i), same count and hop (rows not sorted)."""
+    return pd.DataFrame({"item_idx": np.concatenate([pairs["item_idx"].to_numpy(), pairs["neighbor_idx"].to_numpy()]),
+                         "neighbor_idx": np.concatenate([pairs["neighbor_idx"].to_numpy(), pairs["item_idx"].to_numpy()]),
+                         "count": np.tile(pairs["count"].to_numpy(), 2), "hop": np.tile(pairs["hop"].to_numpy(), 2)})
 
 
 def read_cooccurrence(session: "GraphSession", item_ids: np.ndarray, window: int, splits: list[str]) -> pd.DataFrame:
     """Co-occurrence of every item pair within `window` positions of the `splits` parts, both
     directions: rows of (item_id, neighbor_id, count, hop). `item_ids[k]` is the item whose
     `Item.idx` is k (dataset.items' order). One chunk: for tests and benchmarks; the build reads
-    `read_forward` in chunks and keeps integer positions."""
+    `read_pairs` in chunks and keeps integer positions."""
     n_events = session.run("MATCH (e:Event) RETURN count(e) AS n")[0]["n"]
-    forward = read_forward(session, window, splits, [(0, max(n_events, 1))], len(item_ids))
-    pairs = fold_directions(forward)
+    pairs = both_directions(read_pairs(session, window, splits, [(0, max(n_events, 1))], len(item_ids)))
     item_ids = np.asarray(item_ids, dtype=object)
     return pd.DataFrame({"item_id": item_ids[pairs["item_idx"].to_numpy()],
                          "neighbor_id": item_ids[pairs["neighbor_idx"].to_numpy()],
@@ -168,25 +213,6 @@ WHERE a.split IN $splits AND b.split IN $splits
   AND i <> j
 RETURN i.id AS item_id, j.id AS neighbor_id, count(*) AS count, min(abs(b.pos - a.pos)) AS hop
 """
-
-
-def fold_directions(forward: pd.DataFrame) -> pd.DataFrame:
-    """Both directions from the forward pairs (integer item_idx, neighbor_idx, count, hop): (i, j)
-    counts the pairs with i first plus those with j first, its hop is the smaller of the two.
-
-    Compact output dtypes (int32 positions and counts, int8 hop): on 20M interactions there are
-    ~60M folded pairs, and every int64 column of them is ~0.5 GB.
-    """
-    first = forward["item_idx"].to_numpy(dtype=np.int64)
-    second = forward["neighbor_idx"].to_numpy(dtype=np.int64)
-    n = np.int64(max(first.max(initial=0), second.max(initial=0)) + 1)
-    keys = np.concatenate([first * n + second, second * n + first])   # one int64 key per ordered pair
-    del first, second
-    count = np.tile(forward["count"].to_numpy(dtype=np.int32), 2)
-    hop = np.tile(forward["hop"].to_numpy(dtype=np.int8), 2)
-    keys, count, hop = reduce_pairs(keys, count, hop)
-    return pd.DataFrame({"item_idx": (keys // n).astype(np.int32), "neighbor_idx": (keys % n).astype(np.int32),
-                         "count": count, "hop": hop})
 
 
 # Back-fill candidates for items with fewer than k collaborative neighbours: the co-occurrence
@@ -240,7 +266,7 @@ def select_top_collab(pairs: pd.DataFrame, popularity_by_idx: np.ndarray, item_i
                       k: int) -> pd.DataFrame:
     """Top-k co-occurrence neighbours per item: count desc, popularity desc, source order asc.
 
-    `pairs` holds integer item positions (`fold_directions`); ids are looked up for the kept rows
+    `pairs` holds integer item positions (`both_directions`); ids are looked up for the kept rows
     only. When the three keys fit one int64 (anchor, count, the neighbour's rank by (popularity desc,
     position asc)), one argsort replaces the four-key np.lexsort: 60M folded pairs of the 20M
     MovieLens shape sort in seconds, not minutes, without four key copies.
@@ -301,9 +327,8 @@ def build(ctx: BuildContext) -> pd.DataFrame:
     with ctx.stage("cooccur"):
         popularity = ctx.popularity.reindex(ctx.order.index).fillna(0).to_numpy(dtype=np.int64)
         chunks = event_chunks(len(ctx.dataset.interactions), config.cooccur_chunk_events)
-        forward = read_forward(ctx.session, config.window, config.splits, chunks, len(ctx.item_ids), ctx.progress)
-        pairs = fold_directions(forward)
-        del forward
+        pairs = both_directions(read_pairs(ctx.session, config.window, config.splits, chunks, len(ctx.item_ids),
+                                           ctx.progress))
         ctx.counts["cooccur_pairs"] = len(pairs)
         top = select_top_collab(pairs, popularity, ctx.item_ids, config.collab_k)
         del pairs
