@@ -15,7 +15,7 @@ from graph import reference
 from graph.build import build_run, read_relations
 from graph.config import MAX_WINDOW, GraphConfig
 from graph.relations.collab import (COOCCURRENCE_JOIN_QUERY, both_directions, cooccurrence_query, event_chunks,
-                                   read_cooccurrence, reduce_packed, to_unordered)
+                                   read_cooccurrence, reduce_packed, select_top_collab, to_unordered)
 from graph.rundir import RunPaths
 from graph.store import StoreConfig, open_store
 from ingest.schema import IngestReport, build_dataset
@@ -126,3 +126,18 @@ def test_event_chunks_give_the_same_relations_as_one_query(tmp_path):
     assert event_chunks(1214, 97)[-1] == (1164, 1214) and len(event_chunks(1214, 97)) == 13
     for relation in ("NEXT", "COLLAB"):
         pd.testing.assert_frame_equal(built["one"].edges[relation], built["chunked"].edges[relation])
+
+
+def test_top_collab_ranked_in_blocks_equals_ranked_at_once():
+    rng = np.random.default_rng(0)
+    n, rows = 300, 60_000
+    pairs = pd.DataFrame({"item_idx": rng.integers(0, n, rows).astype(np.int32),
+                          "neighbor_idx": rng.integers(0, n, rows).astype(np.int32),
+                          "count": rng.integers(1, 20, rows).astype(np.int32),     # many ties: popularity decides
+                          "hop": rng.integers(1, 6, rows).astype(np.int8)})
+    pairs = pairs.drop_duplicates(["item_idx", "neighbor_idx"], ignore_index=True)
+    popularity, ids = rng.integers(0, 5, n), np.array([f"i{k}" for k in range(n)], dtype=object)
+    at_once = select_top_collab(pairs, popularity, ids, 10, block_rows=10**9)
+    assert len(at_once) == 10 * n and at_once.groupby("item_id")["rank"].max().eq(10).all()
+    for block_rows in (1, 777, 20_000):   # one anchor per block, uneven blocks, a few blocks
+        assert select_top_collab(pairs, popularity, ids, 10, block_rows=block_rows).equals(at_once)
