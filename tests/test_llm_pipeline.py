@@ -20,8 +20,8 @@ from graph.rundir import RunPaths
 from train.llm import prompts
 from train.llm.data import DataConfig, item_texts, load_instruction_data, write_instruction_data
 from train.llm.decode import DecodeConfig, ItemTrie, recommend
-from train.llm.finetune import (TrainConfig, TrainError, collate, encode_samples, finetune,
-                                weighted_token_loss)
+from train.llm.finetune import (TrainConfig, TrainError, accepts_logits_to_keep, answer_window, collate,
+                                encode_samples, finetune, weighted_token_loss)
 from train.llm.modeling import load_adapter_model, load_base_model, load_tokenizer
 from train.llm.tiny import TinyModelConfig, build_tiny_model
 
@@ -118,6 +118,33 @@ def test_loss_covers_answer_tokens_only(tiny, tokenizer, data_dir):
     unmasked = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     total_all, count_all = weighted_token_loss(logits, unmasked, torch.ones(3))
     assert count_all > count and abs(total_all / count_all - total / count) > 1e-3
+
+
+def test_left_padded_answer_window_gives_the_full_loss_and_gradient(tiny, tokenizer, data_dir):
+    # The trainer left-pads and computes logits for the answer window only; the loss and every
+    # gradient must equal the right-padded, all-positions computation.
+    data = load_instruction_data(data_dir)
+    samples = data.train["nip"][:2] + data.train["collab"][:1] + data.train["semantic"][:1]
+    encoded = encode_samples(tokenizer, samples, 1024)[0]
+    assert len({len(f["input_ids"]) for f in encoded}) > 1          # padding actually happens
+    weights = torch.tensor([1.0, 0.5, 2.0, 1.0])
+    model = load_base_model(str(tiny)).train()
+    assert accepts_logits_to_keep(model)
+    results = []
+    for left in (False, True):
+        batch = collate(encoded, tokenizer.pad_token_id, left=left)
+        keep = answer_window(batch["labels"]) if left else 0
+        assert not left or keep < batch["labels"].shape[1]           # a real saving on this batch
+        model.zero_grad()
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       position_ids=batch["position_ids"], logits_to_keep=keep).logits
+        total, count = weighted_token_loss(logits, batch["labels"][:, -logits.shape[1]:], weights)
+        (total / count).backward()
+        results.append((total.item(), count.item(), [p.grad.clone() for p in model.parameters()]))
+    (right_total, right_count, right_grads), (left_total, left_count, left_grads) = results
+    assert left_count == right_count and left_total == pytest.approx(right_total, rel=1e-5)
+    for a, b in zip(right_grads, left_grads):
+        assert torch.isfinite(b).all() and torch.allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_task_weights_scale_each_sample_and_zero_removes_it(tiny, tokenizer, data_dir):

@@ -178,8 +178,11 @@ def encode_samples(tokenizer, samples: list[dict], max_length: int) -> tuple[lis
     return encoded, dropped
 
 
-def collate(features: list[dict], pad_id: int) -> dict:
-    """Right-pad a micro-batch: input_ids, attention_mask, labels (-100 on padding), weights."""
+def collate(features: list[dict], pad_id: int, left: bool = False) -> dict:
+    """Pad a micro-batch: input_ids, attention_mask, position_ids (0 at each row's first real
+    token), labels (-100 on padding), weights. Right-padded by default; `left` puts every answer at
+    the right edge, so a training step needs the vocabulary logits of the last positions only
+    (`answer_window`). With the position ids the two paddings give the same loss (a test checks)."""
     import torch
 
     width = max(len(f["input_ids"]) for f in features)
@@ -188,11 +191,23 @@ def collate(features: list[dict], pad_id: int) -> dict:
     mask = torch.zeros((len(features), width), dtype=torch.long)
     for row, f in enumerate(features):
         n = len(f["input_ids"])
-        ids[row, :n] = torch.as_tensor(f["input_ids"], dtype=torch.long)
-        labels[row, :n] = torch.as_tensor(f["labels"], dtype=torch.long)
-        mask[row, :n] = 1
+        span = slice(width - n, width) if left else slice(0, n)
+        ids[row, span] = torch.as_tensor(f["input_ids"], dtype=torch.long)
+        labels[row, span] = torch.as_tensor(f["labels"], dtype=torch.long)
+        mask[row, span] = 1
     weights = torch.tensor([f["weight"] for f in features], dtype=torch.float32)
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "weights": weights}
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+            "labels": labels, "weights": weights}
+
+
+def answer_window(labels) -> int:
+    """The number of trailing positions whose logits predict every answer token of a left-padded
+    batch: from the one before the earliest answer token to the end (position t predicts t + 1)."""
+    has_answer = labels.ne(-100).any(0)
+    if not has_answer.any():
+        return 1
+    first = int(has_answer.nonzero()[0])
+    return labels.shape[1] - max(first - 1, 0)
 
 
 def weighted_token_loss(logits, labels, weights):
@@ -226,6 +241,14 @@ class ListDataset:
 
 # ---------------------------------------------------------------- the trainer
 
+def accepts_logits_to_keep(model) -> bool:
+    """Whether the (base) causal LM's forward takes `logits_to_keep` (transformers' LMs since 4.50)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
 def make_trainer_class():
     """The Trainer subclass (built lazily so importing this module does not import transformers)."""
     import torch
@@ -238,14 +261,21 @@ def make_trainer_class():
             super().__init__(*args, **kwargs)
             self.valid_eval = valid_eval
             self.eval_seconds = 0.0  # time spent decoding valid users, kept out of tokens/s
+            self.logits_to_keep = accepts_logits_to_keep(self.model)
             # Ask the Trainer to count answer tokens over the accumulated batch (num_items_in_batch).
             self.model_accepts_loss_kwargs = True
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs.pop("labels")
             weights = inputs.pop("weights")
-            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-            total, count = weighted_token_loss(outputs.logits, labels, weights)
+            # Batches are left-padded (`collate`), so the answers sit in the last `answer_window`
+            # positions: the LM head and the softmax run there only. For a small model the head is
+            # most of the cost (the tiny SID LM: 5k x 128 vocabulary rows against 2 blocks of width
+            # 128) and a prompt is 2-3x longer than its answer. 0 = every position (HF's convention).
+            keep = answer_window(labels) if self.logits_to_keep else 0
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                            position_ids=inputs["position_ids"], **({"logits_to_keep": keep} if keep else {}))
+            total, count = weighted_token_loss(outputs.logits, labels[:, -outputs.logits.shape[1]:], weights)
             if num_items_in_batch is None:
                 loss = total / count.clamp(min=1)
             else:
@@ -483,7 +513,7 @@ def finetune(config: TrainConfig) -> TrainResult:
     trainer = trainer_class(
         model=model, args=args, train_dataset=ListDataset(encoded),
         eval_dataset=ListDataset(data.valid) if evaluate else None,
-        data_collator=lambda features: collate(features, tokenizer.pad_token_id),
+        data_collator=lambda features: collate(features, tokenizer.pad_token_id, left=True),
         processing_class=tokenizer, callbacks=[counter.callback()],
         valid_eval=ValidEvaluation(tokenizer, data, config) if evaluate else None)
     tokens_before = _tokens_at(resume_from)
