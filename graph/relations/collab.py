@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 # Each sequence is a path of events (graph/queries.py), so the pairs with p < q <= p + W are the
 # paths of 1..W NEXT_EVENT steps: O(n * W) per user of n interactions. The query returns these forward
 # pairs (a before b); numpy files both orders of a pair under one unordered key (`read_pairs`) and
-# writes each pair out in both directions (`both_directions`): exactly "both directions". The old join of every user's INTERACTED edges with each other
-# (COOCCURRENCE_JOIN_QUERY, kept for bench/bench_cooccur.py) is O(n^2) per user.
+# writes each pair out in both directions (`both_directions`): exactly "both directions". The old
+# join of every user's INTERACTED edges with each other (COOCCURRENCE_JOIN_QUERY, kept for
+# bench/bench_cooccur.py) is O(n^2) per user.
 # Alternatives measured on LadybugDB, ml-100k, W = 5 (query only, best of 3, 2 shared cores): this
 # path pattern 0.32 s; a keyed join on (event id + d, same user) over UNWIND range(1, $window) 1.6 s
 # (planned as a hash join over all events); W fixed-length patterns joined by UNION ALL 1.1 s; the
@@ -185,8 +186,8 @@ def read_pairs(session: "GraphSession", window: int, splits: list[str], chunks: 
 
 def both_directions(pairs: pd.DataFrame) -> pd.DataFrame:
     """Each unordered pair of `read_pairs` as (i, j) and (j, i), same count and hop (rows not sorted)."""
-    return pd.DataFrame({"item_idx": np.concatenate([pairs["item_idx"].to_numpy(), pairs["neighbor_idx"].to_numpy()]),
-                         "neighbor_idx": np.concatenate([pairs["neighbor_idx"].to_numpy(), pairs["item_idx"].to_numpy()]),
+    first, second = pairs["item_idx"].to_numpy(), pairs["neighbor_idx"].to_numpy()
+    return pd.DataFrame({"item_idx": np.concatenate([first, second]), "neighbor_idx": np.concatenate([second, first]),
                          "count": np.tile(pairs["count"].to_numpy(), 2), "hop": np.tile(pairs["hop"].to_numpy(), 2)})
 
 
@@ -283,10 +284,12 @@ def select_top_collab(pairs: pd.DataFrame, popularity_by_idx: np.ndarray, item_i
 
     # Block edges on anchor idx: cut where the running row count passes a multiple of block_rows.
     rows_through = np.cumsum(np.bincount(anchor_all, minlength=n)) if len(anchor_all) else np.zeros(n, np.int64)
-    edges = np.unique(np.r_[0, np.searchsorted(rows_through, np.arange(block_rows, len(anchor_all), block_rows)) + 1, n])
+    cuts = np.searchsorted(rows_through, np.arange(block_rows, len(anchor_all), block_rows)) + 1
+    edges = np.unique(np.r_[0, cuts, n])
     kept_rows, kept_ranks = [], []
     for lo, hi in zip(edges[:-1], edges[1:]):
-        rows = np.flatnonzero((anchor_all >= lo) & (anchor_all < hi)) if len(edges) > 2 else np.arange(len(anchor_all))
+        one_block = len(edges) == 2
+        rows = np.arange(len(anchor_all)) if one_block else np.flatnonzero((anchor_all >= lo) & (anchor_all < hi))
         anchor = anchor_all[rows].astype(np.int64)
         neighbour = pairs["neighbor_idx"].to_numpy()[rows].astype(np.int64)
         count = pairs["count"].to_numpy()[rows].astype(np.int64)
