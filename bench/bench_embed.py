@@ -41,9 +41,9 @@ SETTINGS = [
     ("400 / torch / 128 (before)", 400, "torch", 128),
     ("400 / torch / 32", 400, "torch", 32),
     ("400 / onnx-int8 / 32", 400, "onnx-int8", 32),
-    ("200 / torch / 32", 200, "torch", 32),
+    ("200 / torch / 32 (default)", 200, "torch", 32),
     ("200 / onnx / 32", 200, "onnx", 32),
-    ("200 / onnx-int8 / 32 (default)", 200, "onnx-int8", 32),
+    ("200 / onnx-int8 / 32", 200, "onnx-int8", 32),
 ]
 BEFORE = SETTINGS[1][0]
 K = 10
