@@ -1,11 +1,14 @@
 """Atomic writes: a reader sees the old file (or folder) or the new one, never half of one.
 
 Everything is written under a temporary sibling name (a dot-name, so globs such as `*.parquet` never
-list it) and renamed into place once complete; on error the temporary is removed.
+list it) and renamed into place once complete; on error the temporary is removed. `file_lock` is the
+advisory lock writers of one shared file (a run's config.json, experiment.json) take around their
+read-modify-write.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -36,6 +39,15 @@ def atomic_file(path: str | os.PathLike, *, fsync: bool = False) -> Iterator[Pat
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive fcntl.flock on `path` (created if missing), waiting for it; the kernel drops
+    it when the holder dies, even by kill -9."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def write_text(path: str | os.PathLike, text: str, *, fsync: bool = False) -> None:

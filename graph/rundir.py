@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from common.files import fsync_dir, write_json
+from common.files import file_lock, fsync_dir, write_json
 from graph.errors import GraphError
 
 LOCK_FILE = ".lock"
@@ -110,7 +110,7 @@ class RunPaths:
         self.root.mkdir(parents=True, exist_ok=True)
         # Under the commit lock: a build committing its own config.json re-reads it there, so
         # neither loses the other's entry.
-        with _flock(self.root / COMMIT_LOCK_FILE):
+        with file_lock(self.root / COMMIT_LOCK_FILE):
             _roll_forward(self.root)
             write_json(self.config, _merged_config(self.config, {stage: config}), fsync=True)
 
@@ -150,7 +150,7 @@ class RunPaths:
         """Roll an interrupted commit forward; True when there was one."""
         if not (self.root / JOURNAL_FILE).exists():  # the usual case: no lock file touched
             return False
-        with _flock(self.root / COMMIT_LOCK_FILE):
+        with file_lock(self.root / COMMIT_LOCK_FILE):
             return _roll_forward(self.root)
 
     def clean_stale(self) -> list[str]:
@@ -197,7 +197,7 @@ class Staging:
     def commit(self, config: dict | None = None) -> None:
         """Swap every staged part in; `config` (stage -> dict) is merged into config.json with them."""
         root = self.run.root
-        with _flock(root / COMMIT_LOCK_FILE):
+        with file_lock(root / COMMIT_LOCK_FILE):
             _roll_forward(root)
             if config is not None:
                 write_json(self.path(self.run.config), _merged_config(self.run.config, config), fsync=True)
@@ -215,13 +215,6 @@ class Staging:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-@contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
 def _roll_forward(root: Path) -> bool:
     """Finish the journalled commit in `root`, if any (caller holds the commit lock).
 

@@ -1,7 +1,8 @@
 """`iirg experiment` on a small synthetic CSV (40 users, 30 items, semantic neighbours from the local
 MiniLM): end to end with popularity, Markov and a tiny SID LM of a few steps (NIP and IIRG); an
 interrupted experiment resumes without redoing finished stages; a changed setting reruns its stage and
-the stages downstream only; every shipped experiment config parses.
+the stages downstream only; two experiments on one run keep each other's stages and never run the same
+stage (or one whose input is being written) at once; every shipped experiment config parses.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import cli
 from common.config import build_config, read_table
 from common.errors import ConfigError
 from graph.rundir import RunPaths
-from train.experiment import ExperimentConfig, plan, run_experiment
+from train.experiment import ExperimentConfig, ExperimentError, claim_stage, plan, run_experiment
 
 pytest.importorskip("torch", reason="the LLM stages need the train extra (torch)")
 REPO = Path(__file__).resolve().parents[1]
@@ -181,6 +182,38 @@ def test_a_changed_setting_reruns_its_stage_and_downstream_only(finished, tmp_pa
                       "data:sid": "ran", "tiny:sid": "skipped", "train:sid-nip": "ran",
                       "evaluate:sid-nip": "ran", "train:sid-iirg": "ran", "evaluate:sid-iirg": "ran",
                       "report:llm-sid-iirg_vs_llm-sid-nip": "ran"}
+
+
+def test_two_experiments_on_one_run_keep_each_others_stages(tmp_path):
+    """A second experiment on the run finishes baseline:markov between two stages of the first (started
+    from the first one's hook, as another process on another core would); the first then runs
+    baseline:popularity and must not write back the record it read before the second one's stage."""
+    config = _write_config(tmp_path)
+    run = tmp_path / "run"
+    second: dict = {}
+
+    def start_second(name, status):
+        if name == "analyze":
+            second.update(_invoke(config, run, only=("baseline:markov",)))
+
+    first = _invoke(config, run, only=("build", "sid", "analyze", "baseline:popularity"), on_stage_end=start_second)
+    assert second["baseline:markov"]["status"] == "ran" and first["baseline:popularity"]["status"] == "ran"
+    stages = json.loads((run / "experiment.json").read_text())["stages"]
+    assert all("identity" in stages[n] for n in ("build", "analyze", "baseline:markov", "baseline:popularity"))
+    again = _invoke(config, run, only=("baseline",))
+    assert {again[n]["status"] for n in ("baseline:popularity", "baseline:markov")} == {"skipped"}
+
+
+def test_a_stage_another_experiment_runs_is_refused(finished):
+    """While another process holds baseline:markov (an flock: a second open file in this process
+    conflicts the same way), running it, or the report that reads it, is refused."""
+    config, run = finished
+    with claim_stage(RunPaths.of(run), "baseline:markov"):
+        with pytest.raises(ExperimentError, match=r"stage baseline:markov is running in another .*\(pid \d+\)"):
+            _invoke(config, run, only=("baseline:markov",))
+        with pytest.raises(ExperimentError, match=r"reads baseline:markov, which another `iirg experiment`"):
+            _invoke(config, run, only=("report",))
+    assert _invoke(config, run, only=("baseline:markov",))["baseline:markov"]["status"] == "skipped"
 
 
 def test_keys_the_experiment_sets_are_refused(tmp_path):

@@ -21,26 +21,37 @@ folder's data_config.json, the tiny model's tiny_model.json, the adapter's files
 outputs exist is skipped ("skipped: up to date"): an interrupted experiment resumes where it
 stopped, and a changed setting reruns its stage and, through the identities, everything downstream.
 A training interrupted mid-way (same identity, a checkpoint left) continues with --resume.
+
+Two experiments may share a run folder (say `--only train:sid-nip` and `--only train:sid-iirg`, one per
+core): each stage is claimed with a lock (<run>/.experiment-running/<stage>.lock, holding the pid), so
+a stage another experiment is running, or one whose input stage is running, is refused; and every
+change to experiment.json is a read-modify-write under <run>/.experiment.lock, so neither loses the
+other's stages.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 from common.config import config_values, defaults_of, read_table
 from common.errors import ConfigError, IirgError
-from common.files import write_json, write_text
+from common.files import file_lock, write_json, write_text
 from graph.rundir import RunPaths, git_commit
 
 RECORD_FILE = "experiment.json"
+RECORD_LOCK = ".experiment.lock"        # held around every read-modify-write of RECORD_FILE
+RUNNING_DIR = ".experiment-running"     # <stage>.lock: flock-ed (and holding the pid) while it runs
 # Settings that change how a stage runs, never what it produces: left out of its identity.
 NOT_RESULTS = frozenset({"progress", "threads", "data_dir", "cache_dir", "device", "resume",
                          "dataloader_workers", "logging_steps", "verify_checksums"})
@@ -252,7 +263,67 @@ def identity(stage: Stage, settings: dict, upstream: dict[str, str | None], run:
 # --------------------------------------------------------------------------------------------
 def load_record(run: RunPaths) -> dict:
     path = run.root / RECORD_FILE
-    return json.loads(path.read_text()) if path.exists() else {"stages": {}}
+    record = json.loads(path.read_text()) if path.exists() else {}
+    record.setdefault("stages", {})
+    return record
+
+
+def update_record(run: RunPaths, change: Callable[[dict], None]) -> dict:
+    """Re-read experiment.json under its lock, apply `change`, write it back; returns the new record.
+
+    Never write a record read earlier: another experiment on this run may have finished stages since.
+    """
+    run.root.mkdir(parents=True, exist_ok=True)
+    with file_lock(run.root / RECORD_LOCK):
+        record = load_record(run)
+        change(record)
+        write_json(run.root / RECORD_FILE, record)
+    return record
+
+
+def _stage_lock_path(run: RunPaths, name: str) -> Path:
+    return run.root / RUNNING_DIR / (name.replace(":", "-").replace("/", "-") + ".lock")
+
+
+def _running_pid(handle) -> str:
+    handle.seek(0)
+    return handle.read().strip() or "?"
+
+
+@contextmanager
+def claim_stage(run: RunPaths, name: str) -> Iterator[None]:
+    """Hold stage `name` of this run for the block, or raise ExperimentError if another process does.
+
+    An fcntl.flock, so the claim ends with its holder, even killed: a resumed experiment never sees a
+    stale claim.
+    """
+    path = _stage_lock_path(run, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ExperimentError(f"stage {name} is running in another `iirg experiment` on {run.root} "
+                                  f"(pid {_running_pid(handle)}); wait for it, or leave it out with --only") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+
+
+def running_elsewhere(run: RunPaths, name: str) -> str | None:
+    """The pid of the process running stage `name` of this run now, or None."""
+    path = _stage_lock_path(run, name)
+    if not path.exists():
+        return None
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _running_pid(handle)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
 
 
 def check_tables(config_path: Path) -> None:
@@ -296,13 +367,11 @@ def run_experiment(cfg: ExperimentConfig, config_path: Path, run: RunPaths, comm
     for pattern in (*only, *force):
         if not any(_selected(n, (pattern,)) for n in names):
             raise ExperimentError(f"no stage {pattern!r}; stages: {', '.join(names)}")
-    record = load_record(run)
-    record.update(config=str(config_path), experiment=dataclasses.asdict(cfg))
-    done = record.setdefault("stages", {})
+    update_record(run, lambda r: r.update(config=str(config_path), experiment=dataclasses.asdict(cfg)))
     this_run: dict[str, dict] = {}
     identities: dict[str, str | None] = {}
-    record_path = run.root / RECORD_FILE
     for i, stage in enumerate(stages, 1):
+        done = load_record(run)["stages"]  # fresh: another experiment on this run may have finished some
         parser = commands[stage.command]
         argv = ["--run", str(run.root), "--config", str(config_path), *stage.argv]
         args = parser.parse_args(argv)
@@ -315,47 +384,59 @@ def run_experiment(cfg: ExperimentConfig, config_path: Path, run: RunPaths, comm
             this_run[stage.name] = {"status": "not selected", "seconds": None}
             identities[stage.name] = done.get(stage.name, {}).get("identity")
             continue
-        previous = done.get(stage.name, {})
-        up_to_date = previous.get("identity") == ident and all(p.exists() for p in stage.outputs)
-        if up_to_date and not _selected(stage.name, force):
-            console.print(f"{title}  [green]skipped: up to date[/] ({previous.get('seconds', 0):.1f} s when run)")
-            this_run[stage.name] = {"status": "skipped", "seconds": previous.get("seconds")}
-            if on_stage_end:
-                on_stage_end(stage.name, "skipped")
-            continue
-        resume = (stage.resume_flag and previous.get("started_identity") == ident
-                  and _has_checkpoint(stage.resume_from) and not _selected(stage.name, force))
-        if resume:
-            args = parser.parse_args([*argv, stage.resume_flag])
-        elif stage.clean is not None and stage.clean.exists():
-            shutil.rmtree(stage.clean)  # a stale adapter from other settings: train refuses to overwrite it
-        console.print(f"{title}  [cyan]running[/]{' (resuming)' if resume else ''}: iirg {stage.command} "
-                      f"{' '.join(stage.argv)}".replace(str(run.root), "<run>"))
-        done[stage.name] = {**previous, "started_identity": ident,
-                            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        write_json(record_path, record)
-        start = time.perf_counter()
-        code = args.handler(args, ctx)
-        if code:
-            raise ExperimentError(f"stage {stage.name} (iirg {stage.command}) exited with {code}")
-        if stage.after:
-            stage.after()
-        seconds = round(time.perf_counter() - start, 2)
-        missing = [str(p) for p in stage.outputs if not p.exists()]
-        if missing:
-            raise ExperimentError(f"stage {stage.name} finished without writing {', '.join(missing)}")
-        done[stage.name] = {"identity": ident, "started_identity": ident, "seconds": seconds,
-                            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                            "command": f"iirg {stage.command} {' '.join(stage.argv)}".replace(
-                                str(run.root), "<run>")}
-        write_json(record_path, record)
-        console.print(f"{title}  [green]done[/] in {seconds:.1f} s")
-        this_run[stage.name] = {"status": "resumed" if resume else "ran", "seconds": seconds}
-        if on_stage_end:
-            on_stage_end(stage.name, "ran")
-    record["last_invocation"] = this_run
-    write_json(record_path, record)
+        for u in stage.upstream:
+            pid = running_elsewhere(run, u)
+            if pid is not None:
+                raise ExperimentError(f"stage {stage.name} reads {u}, which another `iirg experiment` on "
+                                      f"{run.root} is running (pid {pid}); wait for it to finish")
+        with claim_stage(run, stage.name):
+            previous = load_record(run)["stages"].get(stage.name, {})  # under the claim: final
+            up_to_date = previous.get("identity") == ident and all(p.exists() for p in stage.outputs)
+            if up_to_date and not _selected(stage.name, force):
+                console.print(f"{title}  [green]skipped: up to date[/] ({previous.get('seconds', 0):.1f} s when run)")
+                this_run[stage.name] = {"status": "skipped", "seconds": previous.get("seconds")}
+            else:
+                resume, seconds = _run_stage(stage, parser, argv, args, ident, previous, force, run, ctx,
+                                             title, console)
+                this_run[stage.name] = {"status": "resumed" if resume else "ran", "seconds": seconds}
+        if on_stage_end:  # outside the claim (a hook may start another experiment on this run)
+            on_stage_end(stage.name, this_run[stage.name]["status"])
+    update_record(run, lambda r: r.__setitem__("last_invocation", this_run))
     return this_run
+
+
+def _run_stage(stage: Stage, parser, argv: list[str], args, ident: str, previous: dict,
+               force: tuple[str, ...], run: RunPaths, ctx, title: str, console) -> tuple[bool, float]:
+    """Run one claimed stage (resuming an interrupted training) and record it; (resumed?, seconds)."""
+
+    def set_stage(entry: dict) -> None:
+        update_record(run, lambda r: r["stages"].__setitem__(stage.name, entry))
+
+    resume = (stage.resume_flag and previous.get("started_identity") == ident
+              and _has_checkpoint(stage.resume_from) and not _selected(stage.name, force))
+    if resume:
+        args = parser.parse_args([*argv, stage.resume_flag])
+    elif stage.clean is not None and stage.clean.exists():
+        shutil.rmtree(stage.clean)  # a stale adapter from other settings: train refuses to overwrite it
+    console.print(f"{title}  [cyan]running[/]{' (resuming)' if resume else ''}: iirg {stage.command} "
+                  f"{' '.join(stage.argv)}".replace(str(run.root), "<run>"))
+    set_stage({**previous, "started_identity": ident,
+               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    start = time.perf_counter()
+    code = args.handler(args, ctx)
+    if code:
+        raise ExperimentError(f"stage {stage.name} (iirg {stage.command}) exited with {code}")
+    if stage.after:
+        stage.after()
+    seconds = round(time.perf_counter() - start, 2)
+    missing = [str(p) for p in stage.outputs if not p.exists()]
+    if missing:
+        raise ExperimentError(f"stage {stage.name} finished without writing {', '.join(missing)}")
+    set_stage({"identity": ident, "started_identity": ident, "seconds": seconds,
+               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "command": f"iirg {stage.command} {' '.join(stage.argv)}".replace(str(run.root), "<run>")})
+    console.print(f"{title}  [green]done[/] in {seconds:.1f} s")
+    return bool(resume), seconds
 
 
 # --------------------------------------------------------------------------------------------
