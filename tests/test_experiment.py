@@ -17,7 +17,8 @@ import cli
 from common.config import build_config, read_table
 from common.errors import ConfigError
 from graph.rundir import RunPaths
-from train.experiment import ExperimentConfig, ExperimentError, claim_stage, plan, run_experiment
+from train.experiment import (ExperimentConfig, ExperimentError, claim_stage, plan, run_experiment,
+                              write_summary)
 
 pytest.importorskip("torch", reason="the LLM stages need the train extra (torch)")
 REPO = Path(__file__).resolve().parents[1]
@@ -168,6 +169,9 @@ def test_killed_mid_way_resumes_without_redoing_finished_stages(tmp_path):
     assert {n: this_run[n]["status"] for n in record["stages"]} == {n: "skipped" for n in record["stages"]}
     assert this_run["data:sid"]["status"] == "ran" and this_run["tiny:sid"]["status"] == "ran"
     assert this_run["train:sid-nip"]["status"] == "not selected"
+    # the summary says which report is missing rather than printing an empty table
+    summary = write_summary(cfg, config.resolve(), RunPaths.of(run), this_run).read_text()
+    assert "has not written report_test_llm-sid-iirg_vs_llm-sid-nip.json" in summary
     assert {n: [p.stat().st_mtime_ns for p in stages[n].outputs] for n in record["stages"]} == finished_outputs
 
 

@@ -519,7 +519,10 @@ def write_summary(cfg: ExperimentConfig, config_path: Path, run: RunPaths, this_
         plots += [p.name for p in sorted(run.report.glob(f"decomposition_*_{split}.png")) if p.name not in plots]
         lines += ["## Plots", "", *[f"- [{p}]({p})" for p in plots], ""]
     else:
-        lines += ["No report yet: the LLM variants of `compare` have not all been evaluated.", ""]
+        # The report stage writes report_copy; it runs once both compared LLM variants are evaluated.
+        expected = [report_copy(run, split, *(f"llm-{r}-{v}" for v in cfg.compare)).name for r in cfg.item_reprs]
+        lines += [f"No report yet: the report stage has not written {', '.join(expected) or 'anything'} "
+                  f"(it runs after both LLM variants of `compare` are evaluated; `--only report` runs it alone).", ""]
     lines += ["## Wall time per stage", "", _table(
         ["stage", "this invocation", "seconds (last run)", "command"],
         [[name, info["status"], record["stages"].get(name, {}).get("seconds"),
