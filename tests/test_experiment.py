@@ -253,3 +253,20 @@ def test_every_shipped_experiment_config_parses(path):
     header = [line for line in path.read_text().splitlines() if line.startswith("#")]
     assert any("Command sequence" in line for line in header)
     assert any(f"iirg experiment --config configs/{path.name}" in line for line in header)
+
+
+def test_full_finetune_changes_what_train_leaves_and_evaluate_reads(tmp_path):
+    """[train] method = "full" leaves a whole model, not an adapter: the stage outputs follow, so a
+    finished full training is recognised as done and its evaluation reads the weights it wrote."""
+    source = REPO / "configs" / "experiment_cpu_office.toml"
+    plans = {}
+    for method in ("lora", "full"):
+        path = tmp_path / f"{method}.toml"
+        path.write_text(source.read_text().replace("[train]\n", f'[train]\nmethod = "{method}"\n'))
+        cfg = build_config(ExperimentConfig, read_table(path, "experiment", ExperimentConfig), table="experiment")
+        plans[method] = {s.name: s for s in plan(cfg, RunPaths(tmp_path / "run"), path)}
+    for method, weights in (("lora", "adapter_model.safetensors"), ("full", "model.safetensors")):
+        train, evaluate = plans[method]["train:sid-nip"], plans[method]["evaluate:sid-nip"]
+        assert {p.name for p in evaluate.reads} == {"train_config.json", weights}
+        assert {p.name for p in train.outputs} == {"train_config.json",
+                                                   "adapter_config.json" if method == "lora" else "config.json"}

@@ -22,7 +22,7 @@ from train.llm.data import DataConfig, item_texts, load_instruction_data, write_
 from train.llm.decode import DecodeConfig, ItemTrie, recommend
 from train.llm.finetune import (TrainConfig, TrainError, accepts_logits_to_keep, answer_window, collate,
                                 encode_samples, finetune, weighted_token_loss)
-from train.llm.modeling import load_adapter_model, load_base_model, load_tokenizer
+from train.llm.modeling import is_full_model, load_adapter_model, load_base_model, load_tokenizer
 from train.llm.tiny import TinyModelConfig, build_tiny_model
 
 pytestmark = pytest.mark.slow
@@ -251,6 +251,35 @@ def test_lora_adapter_reloads_to_identical_outputs(resumed, tiny, tokenizer, dat
     saved = json.loads((trained.out / "train_config.json").read_text())
     assert saved["config"]["lora_r"] == 16 and saved["target_modules"][:2] == ["q_proj", "k_proj"]
     assert (trained.out / "adapter_config.json").exists() and (trained.out / "loss_curve.png").exists()
+
+
+def test_full_finetune_trains_every_weight_and_evaluates_from_its_folder(run, tiny, tokenizer, data_dir,
+                                                                          tmp_path):
+    """method = "full": no adapter, every weight moves, the folder holds the whole (best) model, which
+    reloads to the same logits and `iirg evaluate --adapter <folder>` decodes with."""
+    out = tmp_path / "full"
+    trained = finetune(TrainConfig(model=str(tiny), data=str(data_dir), out=str(out), tasks=("nip",),
+                                   method="full", max_steps=4, save_steps=2, eval_users=5, eval_batch_size=5,
+                                   batch_size=4, logging_steps=1, lr=5e-3, seed=3))
+    assert (out / "config.json").exists() and (out / "model.safetensors").exists()
+    assert not (out / "adapter_config.json").exists() and is_full_model(out)
+    base = load_base_model(str(tiny))
+    assert trained.metrics["trainable_parameters"] == sum(p.numel() for p in base.parameters())
+    reloaded = load_adapter_model("/nonexistent-base", str(out))  # the base is not read
+    moved = {name for name, w in reloaded.state_dict().items()
+             if not torch.equal(w, base.state_dict()[name])}
+    assert {n for n in base.state_dict() if "layers.0.mlp" in n} <= moved  # not only LoRA-reachable rows
+    data = load_instruction_data(data_dir, ("nip",))
+    batch = collate(encode_samples(tokenizer, data.train["nip"][:3], 1024)[0], tokenizer.pad_token_id)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    trained.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, trained.model(**inputs).logits, rtol=0, atol=1e-5)
+    assert json.loads((out / "train_config.json").read_text())["target_modules"] == "all weights"
+    assert cli.main(["evaluate", "--run", str(run.root), "--adapter", str(out), "--name", "llm-full",
+                     "--max-users", "10", "--num-beams", "10"]) == 0
+    metrics = json.loads((run.model("llm-full") / "metrics_test.json").read_text())
+    assert metrics["n_users"] == 10 and metrics["n_missing"] == 0
 
 
 def test_end_to_end_nip_only_and_iirg_reach_the_report(run, tiny, data_dir, capsys):

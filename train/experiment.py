@@ -139,6 +139,7 @@ def plan(cfg: ExperimentConfig, run: RunPaths, config_path: Path) -> list[Stage]
     from evaluate.report import ReportConfig
     from train.baselines import BaselineConfig
     from train.llm.evaluation import EvaluateConfig
+    from train.llm.finetune import TrainConfig
 
     manifest = run.export / "manifest.json"
     sids = [run.export / "sids.parquet"] if cfg.sid else []
@@ -162,6 +163,10 @@ def plan(cfg: ExperimentConfig, run: RunPaths, config_path: Path) -> list[Stage]
             resume_flag="--resume" if tiger else None, resume_from=run.model(name) / "last.pt"))
         models.append(f"baseline:{name}")
     eval_split = _split_of(config_path, "evaluate", EvaluateConfig)
+    # what `iirg train` leaves: a LoRA adapter, or the whole model ([train] method = "full")
+    full = read_table(config_path, "train", TrainConfig).get("method", "lora") == "full"
+    trained_files = ("config.json", "model.safetensors") if full else ("adapter_config.json",
+                                                                         "adapter_model.safetensors")
     for repr_ in cfg.item_reprs:
         data = run.llm / f"data-{repr_}"
         reads = [manifest, *(sids if repr_ == "sid" else [])]
@@ -182,13 +187,13 @@ def plan(cfg: ExperimentConfig, run: RunPaths, config_path: Path) -> list[Stage]
                 f"train:{label}", "train",
                 ["--model", model, "--data", str(data), "--out", str(adapter),
                  "--tasks", ",".join(variant_tasks(variant)), "--name", label],
-                [adapter / "train_config.json", adapter / "adapter_config.json"],
+                [adapter / "train_config.json", adapter / trained_files[0]],
                 [f"data:{repr_}", *model_stage], [data / "data_config.json", *model_reads],
                 tables=("train",), clean=adapter, resume_flag="--resume", resume_from=adapter / "checkpoints"))
             stages.append(Stage(
                 f"evaluate:{label}", "evaluate", ["--adapter", str(adapter), "--name", f"llm-{label}", *no_graph],
                 [run.model(f"llm-{label}") / f"recommendations_{eval_split}.parquet"],
-                [f"train:{label}"], [adapter / "train_config.json", adapter / "adapter_model.safetensors"],
+                [f"train:{label}"], [adapter / "train_config.json", adapter / trained_files[1]],
                 tables=("evaluate",)))
             models.append(f"evaluate:{label}")
     report_split = _split_of(config_path, "report", ReportConfig)

@@ -1,4 +1,4 @@
-"""LoRA fine-tuning of a causal LM on IIRG instruction data (transformers Trainer + peft).
+"""Fine-tuning of a causal LM on IIRG instruction data (transformers Trainer + peft LoRA, or every weight).
 
     iirg train --run runs/ml-100k --model runs/ml-100k/llm/tiny --out runs/ml-100k/llm/adapters/iirg
     iirg train --run runs/ml-100k --model Qwen/Qwen2.5-0.5B-Instruct --config configs/qwen2.5-0.5b_gpu.toml
@@ -18,12 +18,17 @@ GPU machine without the graph database.
   beside LoRA (peft's `trainable_token_indices`; the whole matrix stays frozen). For a tiny model
   built with `iirg tiny-model --item-repr sid` the tokens exist already: nothing is added or resized,
   their rows still train. train_config.json records the tokens, their ids and the resize.
+- `method = "full"`: every weight trains and the output folder holds the whole model (config.json,
+  model.safetensors) instead of an adapter. For a small model with no language knowledge to protect
+  (the tiny one, pre-trained only on the catalogue): its frozen base is mostly random weights that
+  LoRA cannot change beyond rank r. Evaluation loads the folder as the model itself.
 - Model selection: every `eval_steps` the constrained decoder (train.llm.decode) recommends for a
   seeded sample of valid users; Recall@10 (= HitRate@10: one held-out item per user) picks the best
   checkpoint, which is the adapter left in the output folder. The test split is not read here.
 
 Output folder (`--out`):
-    adapter_config.json, adapter_model.safetensors   the selected LoRA adapter (peft format)
+    adapter_config.json, adapter_model.safetensors   the selected LoRA adapter (peft format), or
+    config.json, model.safetensors                   the selected whole model (method = "full")
     train_config.json     this TrainConfig + base model, data folder, target modules, git commit
     metrics.json          train loss, valid metrics per evaluation, best step, tokens/s
     loss_curve.png        training loss and valid Recall@10 over steps
@@ -69,6 +74,9 @@ class TrainConfig:
                 "<run>/llm/adapters/<name> when empty)"})
     tasks: tuple[str, ...] | None = field(default=None, metadata={
         "help": "train on these tasks of the data folder only (default: all it has)"})
+    method: Literal["lora", "full"] = field(default="lora", metadata={
+        "help": "lora: LoRA adapters (+ the SID rows) on a frozen base; full: every weight trains and "
+                "the folder holds the whole model (small models, e.g. the tiny one)"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha"})
     lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
@@ -116,6 +124,8 @@ class TrainConfig:
                 raise ConfigError(f"unknown tasks {unknown}; choose from {prompts.TASKS}")
         if self.bf16 and self.fp16:
             raise ConfigError("choose one of bf16 and fp16")
+        if self.method not in ("lora", "full"):
+            raise ConfigError(f"method must be lora or full, not {self.method!r}")
         if self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:
             raise ConfigError("lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1 are required")
         if not 0 <= self.warmup_ratio < 1:
@@ -425,14 +435,14 @@ def plot_loss_curve(log_history: list[dict], path: Path, title: str) -> None:
 class TrainResult:
     out: Path
     metrics: dict
-    model: object          # the trained PeftModel (selected adapter loaded), for callers and tests
+    model: object          # the trained model (PeftModel for lora; selected checkpoint loaded), for callers and tests
     tokenizer: object
     steps_this_run: int
     first_step_this_run: int | None
 
 
 def finetune(config: TrainConfig) -> TrainResult:
-    """Fine-tune config.model with LoRA on config.data; write the adapter folder config.out.
+    """Fine-tune config.model (LoRA or every weight) on config.data; write the folder config.out.
 
     Raises:
         TrainError: bad settings, an output folder from another run without --resume, or nothing
@@ -476,7 +486,10 @@ def finetune(config: TrainConfig) -> TrainResult:
     model_type = model.config.model_type
     targets = target_modules_for(model_type, config.target_modules)
     trainable_tokens = None
-    if sid_record is not None:
+    if sid_record is not None and config.method == "full":
+        sid_record["embedding_rows"] = fit_embeddings(model, len(tokenizer))  # every row trains
+        sid_record["trainable_layers"] = "all"
+    elif sid_record is not None:
         if "trainable_token_indices" not in LoraConfig.__dataclass_fields__:
             import peft
 
@@ -485,12 +498,15 @@ def finetune(config: TrainConfig) -> TrainResult:
         sid_record["embedding_rows"] = fit_embeddings(model, len(tokenizer))  # (before, after)
         trainable_tokens = trainable_token_targets(model, sid_record["token_ids"])
         sid_record["trainable_layers"] = "tied" if isinstance(trainable_tokens, list) else list(trainable_tokens)
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM", bias="none",
-                      trainable_token_indices=trainable_tokens)
-    model = get_peft_model(model, lora)
-    if config.gradient_checkpointing:
-        model.enable_input_require_grads()  # frozen embeddings: let checkpointed blocks get gradients
+    if config.method == "lora":
+        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                          target_modules=targets, task_type="CAUSAL_LM", bias="none",
+                          trainable_token_indices=trainable_tokens)
+        model = get_peft_model(model, lora)
+        if config.gradient_checkpointing:
+            model.enable_input_require_grads()  # frozen embeddings: let checkpointed blocks get gradients
+    else:
+        targets = "all weights"
 
     evaluate = config.eval_users > 0 and len(data.valid) > 0
     args = TrainingArguments(
@@ -557,13 +573,17 @@ def finetune(config: TrainConfig) -> TrainResult:
 
 
 def _save_adapter(model, tokenizer, out: Path) -> None:
-    """Write adapter + tokenizer to a temporary folder, then move the files in (never half-written)."""
+    """Write adapter (or whole model) + tokenizer to a temporary folder, then move the files in (never
+    half-written)."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out))
     try:
-        # No copy of the whole embedding matrix, even when it was resized for SID tokens: every added
-        # row is a trainable token, saved by value in the adapter, and the other rows are the base's.
-        model.save_pretrained(tmp, save_embedding_layers=False)
+        if hasattr(model, "peft_config"):
+            # No copy of the whole embedding matrix, even when it was resized for SID tokens: every added
+            # row is a trainable token, saved by value in the adapter, and the other rows are the base's.
+            model.save_pretrained(tmp, save_embedding_layers=False)
+        else:
+            model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         for path in tmp.iterdir():
             os.replace(path, out / path.name)

@@ -149,13 +149,22 @@ def load_base_model(path: str, *, dtype: str = "auto", device: str | None = None
     return model
 
 
+def is_full_model(folder: str | Path) -> bool:
+    """Whether a trained folder holds a whole model (`method = "full"`) rather than a LoRA adapter."""
+    return (Path(folder) / "config.json").exists() and not (Path(folder) / "adapter_config.json").exists()
+
+
 def load_adapter_model(base_path: str, adapter_path: str | None, *, dtype: str = "auto",
                        device: str | None = None, vocab_size: int | None = None):
     """Base model with a LoRA adapter on top (or the bare base model when adapter_path is None).
 
+    A folder from `iirg train --method full` holds the whole trained model (config.json, no
+    adapter_config.json): that model is loaded and the base is not read.
     vocab_size: the length of the adapter's tokenizer when it added tokens (SID data); the base
     embeddings are grown to it first, as in training (the adapter holds the trained rows).
     """
+    if adapter_path is not None and is_full_model(adapter_path):
+        return load_base_model(adapter_path, dtype=dtype, device=device).eval()
     model = load_base_model(base_path, dtype=dtype, device=device)
     if vocab_size is not None:
         fit_embeddings(model, vocab_size)
@@ -164,7 +173,8 @@ def load_adapter_model(base_path: str, adapter_path: str | None, *, dtype: str =
     from peft import PeftModel
 
     if not (Path(adapter_path) / "adapter_config.json").exists():
-        raise ModelLoadError(f"{adapter_path} has no adapter_config.json: not a LoRA adapter folder")
+        raise ModelLoadError(f"{adapter_path} has neither adapter_config.json nor config.json: not a folder "
+                             f"written by `iirg train`")
     model = PeftModel.from_pretrained(model, adapter_path)
     return model.eval()
 
