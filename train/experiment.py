@@ -164,9 +164,8 @@ def plan(cfg: ExperimentConfig, run: RunPaths, config_path: Path) -> list[Stage]
         models.append(f"baseline:{name}")
     eval_split = _split_of(config_path, "evaluate", EvaluateConfig)
     # what `iirg train` leaves: a LoRA adapter, or the whole model ([train] method = "full")
-    full = read_table(config_path, "train", TrainConfig).get("method", "lora") == "full"
-    trained_files = ("config.json", "model.safetensors") if full else ("adapter_config.json",
-                                                                         "adapter_model.safetensors")
+    trained_files = TrainConfig(method=read_table(config_path, "train", TrainConfig).get("method", "lora")
+                                ).output_files
     for repr_ in cfg.item_reprs:
         data = run.llm / f"data-{repr_}"
         reads = [manifest, *(sids if repr_ == "sid" else [])]

@@ -145,6 +145,13 @@ class TrainConfig:
             if self.eval_beams < 10:
                 raise ConfigError("eval_beams must be >= 10 to measure Recall@10")
 
+    @property
+    def output_files(self) -> tuple[str, str]:
+        """(config file, weights file) the output folder holds: a LoRA adapter or the whole model."""
+        if self.method == "full":
+            return "config.json", "model.safetensors"
+        return "adapter_config.json", "adapter_model.safetensors"
+
     def to_dict(self) -> dict:
         return {**asdict(self), "tasks": list(self.tasks) if self.tasks else None}
 
@@ -486,16 +493,15 @@ def finetune(config: TrainConfig) -> TrainResult:
     model_type = model.config.model_type
     targets = target_modules_for(model_type, config.target_modules)
     trainable_tokens = None
-    if sid_record is not None and config.method == "full":
-        sid_record["embedding_rows"] = fit_embeddings(model, len(tokenizer))  # every row trains
-        sid_record["trainable_layers"] = "all"
-    elif sid_record is not None:
+    if sid_record is not None:
+        sid_record["embedding_rows"] = fit_embeddings(model, len(tokenizer))  # (before, after)
+        sid_record["trainable_layers"] = "all"  # method full: every row trains
+    if sid_record is not None and config.method == "lora":
         if "trainable_token_indices" not in LoraConfig.__dataclass_fields__:
             import peft
 
             raise TrainError(f"SID data trains only the new token rows with peft's trainable_token_indices "
                              f"(peft >= 0.15); installed peft {peft.__version__}: upgrade it")
-        sid_record["embedding_rows"] = fit_embeddings(model, len(tokenizer))  # (before, after)
         trainable_tokens = trainable_token_targets(model, sid_record["token_ids"])
         sid_record["trainable_layers"] = "tied" if isinstance(trainable_tokens, list) else list(trainable_tokens)
     if config.method == "lora":
