@@ -109,7 +109,8 @@ def run_train(args, ctx) -> int:
         return 0
     ctx.run.record_config(f"llm_train:{name}", config.to_dict())
     m = result.metrics
-    _print_table(f"LoRA adapter -> {result.out}", ["", "value"], [
+    what = "whole model" if config.method == "full" else "LoRA adapter"
+    _print_table(f"{what} -> {result.out}", ["", "value"], [
         ["optimizer steps (this run)", f"{m['global_step']} ({m['steps_this_run']})"],
         ["resumed from step", m["resumed_from_step"]], ["training loss", m["train_loss"]],
         ["tokens/s", round(m["tokens_per_s"] or 0, 1)], ["samples per task", m["samples"]],

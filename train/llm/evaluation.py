@@ -34,7 +34,8 @@ class EvaluateError(IirgError):
 class EvaluateConfig:
     """What `iirg evaluate` decodes and how."""
 
-    adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder from `iirg train`"})
+    adapter: str | None = field(default=None, metadata={
+        "help": "folder from `iirg train`: a LoRA adapter, or a whole model (method = full)"})
     no_adapter: bool = field(default=False, metadata={"help": "evaluate the base model without fine-tuning"})
     base_model: str | None = field(default=None, metadata={
         "help": "base model folder or id (default: the one the adapter was trained on)"})
