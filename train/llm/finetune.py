@@ -495,8 +495,9 @@ def finetune(config: TrainConfig) -> TrainResult:
     trainable_tokens = None
     if sid_record is not None:
         sid_record["embedding_rows"] = fit_embeddings(model, len(tokenizer))  # (before, after)
+    if sid_record is not None and config.method != "lora":
         sid_record["trainable_layers"] = "all"  # method full: every row trains
-    if sid_record is not None and config.method == "lora":
+    elif sid_record is not None:
         if "trainable_token_indices" not in LoraConfig.__dataclass_fields__:
             import peft
 
@@ -566,7 +567,7 @@ def finetune(config: TrainConfig) -> TrainResult:
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
     if trainer.is_world_process_zero():
-        _save_adapter(trainer.model, tokenizer, out)
+        _save_trained(trainer.model, tokenizer, out)
         write_json(out / "metrics.json", metrics)
         write_json(out / "train_config.json", {
             "config": config.to_dict(), "base_model": config.model, "model_type": model_type,
@@ -578,9 +579,9 @@ def finetune(config: TrainConfig) -> TrainResult:
                        steps_this_run=counter.steps, first_step_this_run=counter.first_step)
 
 
-def _save_adapter(model, tokenizer, out: Path) -> None:
-    """Write adapter (or whole model) + tokenizer to a temporary folder, then move the files in (never
-    half-written)."""
+def _save_trained(model, tokenizer, out: Path) -> None:
+    """Write the trained adapter (LoRA) or whole model (method full) + tokenizer to a temporary folder,
+    then move the files in (never half-written)."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out))
     try:
