@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import cli
+from common.errors import ConfigError
 from graph.export import load_export
 from graph.rundir import RunPaths
 from train.llm import prompts
@@ -22,7 +23,8 @@ from train.llm.data import DataConfig, item_texts, load_instruction_data, write_
 from train.llm.decode import DecodeConfig, ItemTrie, recommend
 from train.llm.finetune import (TrainConfig, TrainError, accepts_logits_to_keep, answer_window, collate,
                                 encode_samples, finetune, weighted_token_loss)
-from train.llm.modeling import is_full_model, load_adapter_model, load_base_model, load_tokenizer
+from train.llm.modeling import (add_training_dropout, is_full_model, load_adapter_model, load_base_model,
+                                load_tokenizer)
 from train.llm.tiny import TinyModelConfig, build_tiny_model
 
 pytestmark = pytest.mark.slow
@@ -280,6 +282,41 @@ def test_full_finetune_trains_every_weight_and_evaluates_from_its_folder(run, ti
                      "--max-users", "10", "--num-beams", "10"]) == 0
     metrics = json.loads((run.model("llm-full") / "metrics_test.json").read_text())
     assert metrics["n_users"] == 10 and metrics["n_missing"] == 0
+
+
+def test_training_dropout_acts_in_training_only_and_is_not_saved(tiny, tokenizer, data_dir, tmp_path):
+    """`dropout`: hooks on the embeddings and every block's attention / MLP output (and the attention
+    probabilities) make two training-mode passes differ; in eval mode the model equals the plain one,
+    and a model trained with dropout is saved and reloaded without it."""
+    data = load_instruction_data(data_dir, ("nip",))
+    batch = collate(encode_samples(tokenizer, data.train["nip"][:3], 1024)[0], tokenizer.pad_token_id)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    model = load_base_model(str(tiny))
+    with torch.no_grad():
+        plain = model.eval()(**inputs).logits
+        assert add_training_dropout(model, 0.0) == []
+        handles = add_training_dropout(model, 0.3)
+        assert len(handles) == 1 + 2 * model.config.num_hidden_layers
+        assert all(layer.self_attn.attention_dropout == 0.3 for layer in model.model.layers)
+        model.train()
+        first, second = model(**inputs).logits, model(**inputs).logits
+        assert (first - second).abs().max() > 1e-3
+        torch.testing.assert_close(model.eval()(**inputs).logits, plain, rtol=0, atol=0)
+        for handle in handles:
+            handle.remove()
+        for layer in model.model.layers:
+            layer.self_attn.attention_dropout = 0.0
+        model.train()  # Llama has no dropout of its own: without the hooks training mode is deterministic
+        torch.testing.assert_close(model(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="dropout"):
+        TrainConfig(model=str(tiny), data=str(data_dir), out=str(tmp_path / "x"), dropout=1.0)
+    out = tmp_path / "dropout"
+    finetune(TrainConfig(model=str(tiny), data=str(data_dir), out=str(out), tasks=("nip",), method="full",
+                         dropout=0.2, max_steps=2, save_steps=2, eval_users=0, batch_size=4, lr=5e-3))
+    reloaded = load_adapter_model("/nonexistent-base", str(out)).train()
+    assert reloaded.config.attention_dropout == 0.0
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, reloaded(**inputs).logits, rtol=0, atol=0)
 
 
 def test_end_to_end_nip_only_and_iirg_reach_the_report(run, tiny, data_dir, capsys):

@@ -80,6 +80,9 @@ class TrainConfig:
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha"})
     lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
+    dropout: float = field(default=0.0, metadata={
+        "help": "dropout on the input embeddings, attention and each block's attention / MLP output, "
+                "training only (Llama / Qwen2 have none; SASRec uses 0.2)"})
     target_modules: str = field(default="auto", metadata={
         "help": "comma-separated module names, 'all-linear', or auto (per architecture)"})
     epochs: float = field(default=1.0, metadata={"help": "passes over the training samples"})
@@ -128,6 +131,8 @@ class TrainConfig:
             raise ConfigError(f"method must be lora or full, not {self.method!r}")
         if self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:
             raise ConfigError("lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1 are required")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("warmup_ratio must be in [0, 1)")
         if self.batch_size < 1 or self.grad_accum < 1 or self.save_steps < 1:
@@ -460,8 +465,9 @@ def finetune(config: TrainConfig) -> TrainResult:
     from peft import LoraConfig, get_peft_model
     from transformers import TrainingArguments, set_seed
 
-    from train.llm.modeling import (add_sid_tokens, fit_embeddings, load_base_model, load_tokenizer,
-                                    sid_token_ids, target_modules_for, trainable_token_targets)
+    from train.llm.modeling import (add_sid_tokens, add_training_dropout, fit_embeddings, load_base_model,
+                                    load_tokenizer, sid_token_ids, target_modules_for,
+                                    trainable_token_targets)
 
     if not config.model or not config.data or not config.out:
         raise TrainError("model, data and out are required")
@@ -514,6 +520,7 @@ def finetune(config: TrainConfig) -> TrainResult:
             model.enable_input_require_grads()  # frozen embeddings: let checkpointed blocks get gradients
     else:
         targets = "all weights"
+    add_training_dropout(model, config.dropout)  # hooks on the model as trained (peft-wrapped or not)
 
     evaluate = config.eval_users > 0 and len(data.valid) > 0
     args = TrainingArguments(

@@ -189,3 +189,41 @@ def pick_device(requested: str | None = None) -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def add_training_dropout(model, p: float) -> list:
+    """Dropout `p` on the input embeddings, the attention probabilities and every block's attention
+    and MLP output (before each is added to the residual stream), in training mode only.
+
+    SASRec's and GPT-2's regularisation, for decoders that have none (Llama and Qwen2 configs carry
+    only an attention-probability dropout, 0 in the tiny model). Without it the tiny SID LM learns
+    each training sequence as a whole (Office: training loss keeps falling while valid Recall@10
+    drops from 8 to 16 epochs) instead of item-to-item transitions that carry over to new histories.
+    Forward hooks on the (possibly peft-wrapped) modules: nothing is saved with the model, and an
+    evaluated model (`model.eval()`, or a reloaded one) runs without dropout.
+    Returns the hook handles (`handle.remove()` takes the dropout off again).
+    """
+    import torch.nn.functional as F
+
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {p}")
+    if p == 0:
+        return []
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layers = getattr(getattr(base, "model", None), "layers", None)
+    if layers is None or not all(hasattr(layer, "self_attn") and hasattr(layer, "mlp") for layer in layers):
+        raise ModelLoadError(f"dropout needs decoder blocks with self_attn and mlp (Llama, Qwen2, Mistral "
+                             f"layout); {type(base).__name__} has another layout")
+
+    def drop_output(module, args, output):
+        if isinstance(output, tuple):  # attention returns (output, weights)
+            return (F.dropout(output[0], p, module.training), *output[1:])
+        return F.dropout(output, p, module.training)
+
+    handles = [model.get_input_embeddings().register_forward_hook(drop_output)]
+    for layer in layers:
+        if hasattr(layer.self_attn, "attention_dropout"):
+            layer.self_attn.attention_dropout = p  # read at every forward, applied in training only
+        handles.append(layer.self_attn.register_forward_hook(drop_output))
+        handles.append(layer.mlp.register_forward_hook(drop_output))
+    return handles
