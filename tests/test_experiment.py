@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -262,7 +263,9 @@ def test_full_finetune_changes_what_train_leaves_and_evaluate_reads(tmp_path):
     plans = {}
     for method in ("lora", "full"):
         path = tmp_path / f"{method}.toml"
-        path.write_text(source.read_text().replace("[train]\n", f'[train]\nmethod = "{method}"\n'))
+        head, train = source.read_text().split("[train]\n")
+        train = re.sub(r'(?m)^method = "\w+".*\n', "", train, count=1)  # the shipped config's own method
+        path.write_text(f'{head}[train]\nmethod = "{method}"\n{train}')
         cfg = build_config(ExperimentConfig, read_table(path, "experiment", ExperimentConfig), table="experiment")
         plans[method] = {s.name: s for s in plan(cfg, RunPaths(tmp_path / "run"), path)}
     for method, weights in (("lora", "adapter_model.safetensors"), ("full", "model.safetensors")):
