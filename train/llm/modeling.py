@@ -201,7 +201,8 @@ def add_training_dropout(model, p: float) -> list:
     drops from 8 to 16 epochs) instead of item-to-item transitions that carry over to new histories.
     Forward hooks on the (possibly peft-wrapped) modules: nothing is saved with the model, and an
     evaluated model (`model.eval()`, or a reloaded one) runs without dropout.
-    Returns the hook handles (`handle.remove()` takes the dropout off again).
+    Returns the hook handles: `handle.remove()` takes the output dropout off; the attention-probability
+    dropout stays until each `layer.self_attn.attention_dropout` is set back (the saved config keeps 0).
     """
     import torch.nn.functional as F
 
